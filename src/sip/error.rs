@@ -1,0 +1,94 @@
+//! Parse errors. Each `Display` text is a valid SIP reason phrase, so a 400 can carry it as is.
+
+use super::HeaderName;
+
+/// Why a message was refused. `Display` names the fault in a few words fit for a reason phrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("Message Too Large")]
+    TooLarge { size: usize, limit: usize },
+    #[error("Too Many Headers")]
+    TooManyHeaders { limit: usize },
+    #[error("Line Too Long")]
+    LineTooLong { limit: usize },
+    /// The header section never ended with an empty line.
+    #[error("Truncated Message")]
+    Truncated,
+    #[error("Bad Start Line")]
+    BadStartLine,
+    #[error("Bad Method")]
+    BadMethod,
+    #[error("Bad Request-URI")]
+    BadRequestUri,
+    #[error("Bad Status Code")]
+    BadStatusCode,
+    /// A well-formed `SIP/x.y` other than 2.0; a proxy answers 505.
+    #[error("Version Not Supported")]
+    VersionNotSupported,
+    #[error("Bad Header Line")]
+    BadHeaderLine,
+    #[error("Missing {0}")]
+    Missing(HeaderName),
+    #[error("Multiple {0} Values")]
+    Multiple(HeaderName),
+    #[error("Bad {0}")]
+    BadHeader(HeaderName),
+    /// The CSeq method differs from the request method.
+    #[error("CSeq Method Mismatch")]
+    CSeqMethodMismatch,
+    /// Content-Length promises more body than arrived.
+    #[error("Content-Length Mismatch")]
+    ContentLengthMismatch { declared: usize, available: usize },
+}
+
+impl ParseError {
+    /// A short stable label for metrics (`parse_errors_total{kind=...}`).
+    pub const fn kind(self) -> &'static str {
+        match self {
+            ParseError::TooLarge { .. } => "too_large",
+            ParseError::TooManyHeaders { .. } => "too_many_headers",
+            ParseError::LineTooLong { .. } => "line_too_long",
+            ParseError::Truncated => "truncated",
+            ParseError::BadStartLine => "bad_start_line",
+            ParseError::BadMethod => "bad_method",
+            ParseError::BadRequestUri => "bad_request_uri",
+            ParseError::BadStatusCode => "bad_status_code",
+            ParseError::VersionNotSupported => "version_not_supported",
+            ParseError::BadHeaderLine => "bad_header_line",
+            ParseError::Missing(_) => "missing_header",
+            ParseError::Multiple(_) => "multiple_values",
+            ParseError::BadHeader(_) => "bad_header",
+            ParseError::CSeqMethodMismatch => "cseq_method_mismatch",
+            ParseError::ContentLengthMismatch { .. } => "content_length_mismatch",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_a_reason_phrase() {
+        assert_eq!(
+            ParseError::BadHeader(HeaderName::CSeq).to_string(),
+            "Bad CSeq"
+        );
+        assert_eq!(
+            ParseError::Missing(HeaderName::CallId).to_string(),
+            "Missing Call-ID"
+        );
+        assert_eq!(
+            ParseError::ContentLengthMismatch {
+                declared: 10,
+                available: 2
+            }
+            .to_string(),
+            "Content-Length Mismatch"
+        );
+        assert_eq!(
+            ParseError::Multiple(HeaderName::ContentLength).to_string(),
+            "Multiple Content-Length Values"
+        );
+    }
+}

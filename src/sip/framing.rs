@@ -1,0 +1,266 @@
+//! Stream framing for TCP and TLS: bytes in, whole messages out (RFC 3261 18.3).
+//!
+//! Content-Length is mandatory and delimits each message. CRLFs between messages are skipped
+//! (RFC 3261 7.5); a double CRLF is a keep-alive ping that the caller answers with a single
+//! CRLF (RFC 5626 3.5.1). "Not yet" is `Ok(None)`; an error means the stream can no longer be
+//! framed and the connection should be closed. A message that frames but fails validation
+//! is not a framing error: it is returned, and the caller answers it.
+
+use bytes::{Buf, BytesMut};
+
+use super::message::RawMessage;
+use super::parse::{frame_body, scan_head, Framing, Head, Limits};
+use super::{HeaderName, ParseError};
+
+/// One unit taken off a stream.
+// The message is returned by value on purpose: boxing it would add an allocation per message,
+// and a frame is moved once, straight to its consumer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Frame {
+    /// A whole message, framed by its Content-Length (not yet validated).
+    Message(RawMessage),
+    /// A double-CRLF keep-alive; answer with a single CRLF.
+    Ping,
+}
+
+/// Accumulates stream bytes and cuts them into messages.
+#[derive(Debug)]
+pub struct StreamFramer {
+    buf: BytesMut,
+    limits: Limits,
+    /// How far the search for the end of the header section has got.
+    searched: usize,
+    /// The head of the message being received and its total length, once known.
+    pending: Option<(Head, usize)>,
+    failed: Option<ParseError>,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("body_start", &self.body_start)
+            .finish_non_exhaustive()
+    }
+}
+
+const PING: &[u8] = b"\r\n\r\n";
+
+impl StreamFramer {
+    pub fn new(limits: Limits) -> Self {
+        StreamFramer {
+            buf: BytesMut::new(),
+            limits,
+            searched: 0,
+            pending: None,
+            failed: None,
+        }
+    }
+
+    /// The receive buffer, for reading into directly (`read_buf`).
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next frame: `Ok(None)` until one is complete; `Err` once the stream is broken
+    /// (every later call returns the same error).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        match self.advance() {
+            Err(e) => {
+                self.failed = Some(e);
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<Frame>, ParseError> {
+        if self.pending.is_none() {
+            // Between messages: keep-alives and stray line ends.
+            while let Some(&first) = self.buf.first() {
+                if first == b'\n' {
+                    self.buf.advance(1);
+                } else if first == b'\r' {
+                    let n = self.buf.len().min(PING.len());
+                    if self.buf[..n] != PING[..n] {
+                        if self.buf.get(1) == Some(&b'\n') {
+                            self.buf.advance(2);
+                            continue;
+                        }
+                        break;
+                    }
+                    if n < PING.len() {
+                        return Ok(None);
+                    }
+                    self.buf.advance(PING.len());
+                    return Ok(Some(Frame::Ping));
+                } else {
+                    break;
+                }
+            }
+            let from = self.searched.saturating_sub(PING.len() - 1);
+            if memchr::memmem::find(&self.buf[from..], PING).is_none() {
+                self.searched = self.buf.len();
+                if self.buf.len() > self.limits.max_message_size {
+                    return Err(ParseError::TooLarge {
+                        size: self.buf.len(),
+                        limit: self.limits.max_message_size,
+                    });
+                }
+                return Ok(None);
+            }
+            let Some(head) = scan_head(&self.buf, &self.limits)? else {
+                return Ok(None);
+            };
+            let content_length = head
+                .content_length
+                .ok_or(ParseError::Missing(HeaderName::ContentLength))?;
+            let total = head.body_start + content_length as usize;
+            if total > self.limits.max_message_size {
+                return Err(ParseError::TooLarge {
+                    size: total,
+                    limit: self.limits.max_message_size,
+                });
+            }
+            self.pending = Some((head, total));
+        }
+        let Some((_, total)) = self.pending.as_ref() else {
+            return Ok(None);
+        };
+        if self.buf.len() < *total {
+            return Ok(None);
+        }
+        let Some((head, total)) = self.pending.take() else {
+            return Ok(None);
+        };
+        let bytes = self.buf.split_to(total).freeze();
+        self.searched = 0;
+        frame_body(bytes, head, Framing::Stream).map(|m| Some(Frame::Message(m)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK1\r\nTo: <sip:bob@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\nhello";
+    const B: &str = "BYE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK2\r\nt: <sip:bob@example.com>\r\nf: <sip:a@example.com>;tag=1\r\ni: c1\r\nCSeq: 2 BYE\r\nl: 0\r\n\r\n";
+
+    /// Feeds `chunks` and collects every frame as text ("PING" for keep-alives).
+    fn frames(chunks: &[&[u8]]) -> Result<Vec<String>, ParseError> {
+        let mut f = StreamFramer::new(Limits::default());
+        let mut out = Vec::new();
+        for chunk in chunks {
+            f.extend(chunk);
+            while let Some(frame) = f.next_frame()? {
+                out.push(match frame {
+                    Frame::Message(m) => String::from_utf8_lossy(m.bytes()).into_owned(),
+                    Frame::Ping => "PING".to_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        for text in [A, B] {
+            let bytes = text.as_bytes();
+            for cut in 0..bytes.len() {
+                let mut f = StreamFramer::new(Limits::default());
+                f.extend(&bytes[..cut]);
+                assert!(
+                    matches!(f.next_frame(), Ok(None)),
+                    "prefix {cut} of {text:?}"
+                );
+            }
+            assert_eq!(frames(&[bytes]).unwrap(), vec![text.to_owned()]);
+        }
+    }
+
+    #[test]
+    fn every_split_of_a_stream_yields_the_same_messages() {
+        let stream = format!("{A}\r\n\r\n{B}\r\n{A}");
+        let want = vec![A.to_owned(), "PING".to_owned(), B.to_owned(), A.to_owned()];
+        let bytes = stream.as_bytes();
+        assert_eq!(frames(&[bytes]).unwrap(), want);
+        for i in 0..=bytes.len() {
+            assert_eq!(
+                frames(&[&bytes[..i], &bytes[i..]]).unwrap(),
+                want,
+                "split at {i}"
+            );
+        }
+        for i in (0..bytes.len()).step_by(7) {
+            for j in (i..bytes.len()).step_by(13) {
+                assert_eq!(
+                    frames(&[&bytes[..i], &bytes[i..j], &bytes[j..]]).unwrap(),
+                    want,
+                    "split at {i},{j}"
+                );
+            }
+        }
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(frames(&bytewise).unwrap(), want);
+    }
+
+    #[test]
+    fn missing_content_length_breaks_the_stream() {
+        let text = A.replace("Content-Length: 5\r\n", "");
+        let mut f = StreamFramer::new(Limits::default());
+        f.extend(text.as_bytes());
+        assert_eq!(
+            f.next_frame().unwrap_err(),
+            ParseError::Missing(HeaderName::ContentLength)
+        );
+        f.extend(B.as_bytes());
+        assert!(f.next_frame().is_err(), "a broken stream stays broken");
+    }
+
+    #[test]
+    fn garbage_and_oversize() {
+        assert_eq!(
+            frames(&[b"\x16\x03\x01 not sip\r\n\r\n"]).unwrap_err(),
+            ParseError::BadMethod
+        );
+        assert_eq!(
+            frames(&[b"GARBAGE\r\n\r\n"]).unwrap_err(),
+            ParseError::BadStartLine
+        );
+        let limits = Limits {
+            max_message_size: 100,
+            ..Limits::default()
+        };
+        let mut f = StreamFramer::new(limits);
+        f.extend(&[b'A'; 101]);
+        assert!(matches!(
+            f.next_frame(),
+            Err(ParseError::TooLarge { .. }) | Err(ParseError::LineTooLong { .. })
+        ));
+        let mut f = StreamFramer::new(limits);
+        f.extend(
+            A.replace("Content-Length: 5", "Content-Length: 500")
+                .as_bytes(),
+        );
+        assert!(matches!(f.next_frame(), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn invalid_but_framed_message_does_not_break_the_stream() {
+        let bad = A.replace("CSeq: 1 INVITE", "CSeq: x INVITE");
+        let got = frames(&[bad.as_bytes(), B.as_bytes()]).unwrap();
+        assert_eq!(got, vec![bad.clone(), B.to_owned()]);
+    }
+}
