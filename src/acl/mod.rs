@@ -1,0 +1,2 @@
+//! The IP ACL: rules from every source, compiled into an immutable snapshot.
+pub mod rules;
