@@ -1,8 +1,181 @@
-//! The command line. Subcommands arrive with the features that need them.
+//! The command line: `run`, `check`, `acl explain`. `main.rs` parses it and calls
+//! [`dispatch`]; configuration errors become exit code 64.
 
-use clap::Parser;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::acl::rules::Proto;
+use crate::acl::{AclRequest, Snapshot};
+use crate::config::{Config, ConfigError, EXIT_CONFIG};
+use crate::edge::StartError;
+
+const DEFAULT_CONFIG: &str = "config/warp-edge.toml";
 
 /// SIP edge proxy for the WARP wholesale trunking platform.
 #[derive(Debug, Parser)]
 #[command(name = "warp-edge", version, about, long_about = None)]
-pub struct Cli {}
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the edge.
+    Run(ConfigArg),
+    /// Validate the configuration and the trunks file, and print a summary.
+    Check(ConfigArg),
+    /// Inspect the IP ACL.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The edge's config file.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Print the decision for a request and the rule that made it.
+    Explain {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The request's source: IP or IP:PORT ([IPv6]:PORT).
+        #[arg(long, value_parser = parse_source)]
+        source: SocketAddr,
+        /// The local IP the request arrived on (for dedicated-IP customers).
+        #[arg(long)]
+        dest: Option<IpAddr>,
+        #[arg(long, default_value = "udp", value_parser = parse_transport)]
+        transport: Proto,
+    },
+}
+
+fn parse_source(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        .map_err(|_| format!("{text:?} is not IP or IP:PORT"))
+}
+
+fn parse_transport(text: &str) -> Result<Proto, String> {
+    match text.parse::<Proto>()? {
+        Proto::Any => Err("transport must be udp, tcp or tls".to_owned()),
+        proto => Ok(proto),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    /// 64 for anything the operator must fix in configuration; 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Config(_) | CliError::Start(StartError::Acl { .. }) => EXIT_CONFIG,
+            CliError::Start(StartError::Bind { .. }) | CliError::Runtime(_) => 1,
+        }
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Run(ConfigArg { config }) => {
+            let (config, trunks) = Config::load_all(&config)?;
+            crate::telemetry::init_tracing(&config.log_level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(crate::edge::run(&config, trunks))?;
+            Ok(())
+        }
+        Command::Check(ConfigArg { config }) => {
+            let (config, trunks) = Config::load_all(&config)?;
+            let snapshot = Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| {
+                StartError::Acl {
+                    file: config.acl.trunks_file.display().to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+            print!("{}", summary(&config, &trunks, &snapshot));
+            Ok(())
+        }
+        Command::Acl(AclCommand::Explain {
+            config,
+            source,
+            dest,
+            transport,
+        }) => {
+            let (config, trunks) = Config::load_all(&config)?;
+            let snapshot = Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| {
+                StartError::Acl {
+                    file: config.acl.trunks_file.display().to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+            let local = dest.unwrap_or(match source {
+                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            });
+            println!(
+                "{}",
+                snapshot.explain(&AclRequest {
+                    source,
+                    local,
+                    transport
+                })
+            );
+            Ok(())
+        }
+    }
+}
+
+fn summary(config: &Config, trunks: &crate::config::TrunksFile, snapshot: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "config {}: ok", config.file.display());
+    for l in &config.listeners {
+        let _ = writeln!(
+            out,
+            "  listener {:?} {} (advertised as {})",
+            l.transport, l.address, l.advertise
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  admin {} (/metrics, /healthz, /readyz)",
+        config.admin
+    );
+    let counts = snapshot.counts();
+    let _ = writeln!(out, "trunks {}: ok", config.acl.trunks_file.display());
+    let _ = writeln!(
+        out,
+        "  {} customers, {} trunk groups, {} IPv4 and {} IPv6 entries in group {}, {} dedicated IPs",
+        trunks.rules.customers.len(),
+        trunks.rules.trunk_groups.len(),
+        counts.v4_entries,
+        counts.v6_entries,
+        config.acl.group,
+        counts.dedicated_ips
+    );
+    if trunks.disabled_entries > 0 || counts.skipped_other_group > 0 {
+        let _ = writeln!(
+            out,
+            "  {} disabled entries, {} entries of other groups (not used here)",
+            trunks.disabled_entries, counts.skipped_other_group
+        );
+    }
+    out
+}

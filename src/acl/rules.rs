@@ -48,7 +48,9 @@ impl FromStr for Proto {
             "udp" => Ok(Proto::Udp),
             "tcp" => Ok(Proto::Tcp),
             "tls" => Ok(Proto::Tls),
-            _ => Err(format!("unknown proto {s:?} (expected any, udp, tcp or tls)")),
+            _ => Err(format!(
+                "unknown proto {s:?} (expected any, udp, tcp or tls)"
+            )),
         }
     }
 }

@@ -348,6 +348,12 @@ impl Message {
         let (version, uri) = match raw.start {
             StartLine::Request { uri, version, .. } => {
                 let uri = parse_uri(buf, uri).ok_or(ParseError::BadRequestUri)?;
+                // Headers (`?Route=...`) have no place in a Request-URI (RFC 3261 19.1.1), and a
+                // proxy must not forward them there (RFC 4475 3.1.2.11); every byte we do not
+                // edit is forwarded, so refuse the request instead.
+                if uri.headers.is_some() {
+                    return Err(ParseError::BadRequestUri);
+                }
                 (version, Some(uri))
             }
             StartLine::Response { version, .. } => (version, None),
@@ -677,5 +683,47 @@ impl<'a> Iterator for NameAddrs<'a> {
 impl Rejected {
     pub fn into_raw(self) -> RawMessage {
         *self.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Result<Message, ParseError> {
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h.example.com;branch=z9hG4bK1\r\n\
+             To: <sip:b@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\n\
+             Call-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text))
+    }
+
+    #[test]
+    fn request_uri_headers_are_refused() {
+        // RFC 4475 3.1.2.11 (escruri).
+        for uri in [
+            "sip:user@example.com?Route=%3Csip:example.com%3E",
+            "sips:user@example.com;lr?Subject=x",
+            "sip:user@example.com?",
+        ] {
+            assert_eq!(
+                request(uri).unwrap_err(),
+                ParseError::BadRequestUri,
+                "{uri}"
+            );
+        }
+        // Headers stay legal where a URI may carry them, e.g. a Contact.
+        let text = "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                    To: <sip:u@example.com>\r\nFrom: <sip:u@example.com>;tag=1\r\n\
+                    Call-ID: c1\r\nCSeq: 1 REGISTER\r\n\
+                    Contact: <sip:u@example.com?Route=%3Csip:p.example.com%3E>\r\n\r\n";
+        let msg = Message::parse(Bytes::from(text)).expect("valid REGISTER");
+        let contact = msg.contacts().next().expect("one contact").expect("valid");
+        assert_eq!(
+            contact.uri().headers(),
+            Some(&b"Route=%3Csip:p.example.com%3E"[..])
+        );
+        assert!(request("sip:user@example.com;transport=tcp").is_ok());
     }
 }

@@ -24,7 +24,7 @@ pub use message::{
     Via,
 };
 pub use parse::{Framing, Limits, MAX_HEADERS, MAX_LINE_LEN, MAX_MESSAGE_SIZE};
-pub use response::{reason_phrase, ResponseBuilder};
+pub use response::{reason_phrase, response_destination, ResponseBuilder};
 pub use uri::{unescape, Scheme, Uri};
 pub use value::Rport;
 

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::edit::{via_received_splices, write_spliced, Insert, Splice, Splices};
 use super::message::RawMessage;
-use super::value::{parse_name_addr, parse_via, CommaSplit};
+use super::value::{parse_name_addr, parse_via, CommaSplit, Rport};
 use super::HeaderName;
 
 /// The standard reason phrase for the codes the edge sends; "Unknown" otherwise.
@@ -32,6 +32,25 @@ pub const fn reason_phrase(code: u16) -> &'static str {
         503 => "Service Unavailable",
         505 => "Version Not Supported",
         _ => "Unknown",
+    }
+}
+
+/// Where a response to `request` goes over an unreliable transport (RFC 3261 18.2.2 with
+/// RFC 3581): to the source address when the client asked for `rport`, else to the source IP
+/// (which is what `received` records) at the sent-by port, 5060 when none is given. A request
+/// whose top Via cannot be read is answered at its source.
+pub fn response_destination(request: &RawMessage, source: SocketAddr) -> SocketAddr {
+    let buf = request.bytes().as_ref();
+    let top_via = request
+        .headers_named(HeaderName::Via)
+        .next()
+        .and_then(|h| CommaSplit::new(buf, h.value).next())
+        .and_then(|e| parse_via(buf, e));
+    match top_via {
+        Some(via) if via.rport == Rport::Absent => {
+            SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
+        }
+        _ => source,
     }
 }
 
@@ -249,6 +268,29 @@ Content-Length: 0\r\n\r\n"
         let text = std::str::from_utf8(&resp).unwrap();
         assert!(text.starts_with("SIP/2.0 400 Bad  CSeq\r\n"));
         assert!(text.contains(";tag=have\r\n") && !text.contains("tag=new"));
+    }
+
+    #[test]
+    fn response_destination_follows_rport_and_sent_by() {
+        let source: SocketAddr = "10.0.0.1:40001".parse().unwrap();
+        assert_eq!(
+            response_destination(&raw(OPTIONS), source),
+            source,
+            "rport asked"
+        );
+        let no_rport = OPTIONS.replace("5060;branch=z9hG4bKa;rport", "5070;branch=z9hG4bKa");
+        assert_eq!(
+            response_destination(&raw(&no_rport), source),
+            "10.0.0.1:5070".parse().unwrap()
+        );
+        let no_port = OPTIONS.replace(
+            "10.0.0.1:5060;branch=z9hG4bKa;rport",
+            "pbx.example.com;branch=z9hG4bKa",
+        );
+        assert_eq!(
+            response_destination(&raw(&no_port), source),
+            "10.0.0.1:5060".parse().unwrap()
+        );
     }
 
     #[test]

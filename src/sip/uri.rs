@@ -47,10 +47,7 @@ pub(crate) fn parse_port(digits: &[u8]) -> Option<u16> {
 pub(crate) fn parse_host(host: &[u8]) -> Option<Option<IpAddr>> {
     match host {
         [] => None,
-        [b'[', inner @ .., b']'] => {
-            let text = std::str::from_utf8(inner).ok()?;
-            text.parse::<Ipv6Addr>().ok().map(|ip| Some(IpAddr::V6(ip)))
-        }
+        [b'[', inner @ .., b']'] => parse_ipv6(inner).map(|ip| Some(IpAddr::V6(ip))),
         _ if host.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
             let text = std::str::from_utf8(host).ok()?;
             text.parse::<Ipv4Addr>().ok().map(|ip| Some(IpAddr::V4(ip)))
@@ -60,6 +57,34 @@ pub(crate) fn parse_host(host: &[u8]) -> Option<Option<IpAddr>> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
             .then_some(None),
     }
+}
+
+/// Longest IPv6 text: eight groups of four hex digits and seven colons, or six groups and an
+/// IPv4 tail (45), plus the extra colon [`parse_ipv6`] tolerates.
+const MAX_IPV6_TEXT: usize = 46;
+
+/// Parses the text inside an IPv6 reference's brackets.
+///
+/// RFC 3261's ABNF (taken from RFC 2373) lets `hexseq "::"` be followed by `":" IPv4address`,
+/// which gives three colons (`2001:db8:::192.0.2.1`). RFC 5118 4.10 says an implementation must
+/// tolerate it; it names the address written with two colons. Only that one position is
+/// lenient: `:::` immediately before a dotted IPv4 tail.
+fn parse_ipv6(inner: &[u8]) -> Option<Ipv6Addr> {
+    let text = std::str::from_utf8(inner).ok()?;
+    if let Ok(ip) = text.parse::<Ipv6Addr>() {
+        return Some(ip);
+    }
+    let (head, tail) = text.rsplit_once(":::")?;
+    if text.len() > MAX_IPV6_TEXT || tail.parse::<Ipv4Addr>().is_err() {
+        return None;
+    }
+    // Rebuild it with two colons on the stack: no allocation for a hostile host.
+    let mut fixed = [0u8; MAX_IPV6_TEXT];
+    let len = head.len() + 2 + tail.len();
+    fixed[..head.len()].copy_from_slice(head.as_bytes());
+    fixed[head.len()..head.len() + 2].copy_from_slice(b"::");
+    fixed[head.len() + 2..len].copy_from_slice(tail.as_bytes());
+    std::str::from_utf8(&fixed[..len]).ok()?.parse().ok()
 }
 
 /// Every `%` must start a two-hex-digit escape (RFC 3261 25.1 `escaped`).
@@ -369,6 +394,34 @@ mod tests {
                 Uri::parse(s.as_bytes()).is_none(),
                 "should not parse: {s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn rfc5118_three_colon_ipv6_reference_is_tolerated() {
+        // RFC 5118 4.10: RFC 3261's ABNF yields `hexseq "::" ":" IPv4address`.
+        let u = uri("sip:user@[2001:db8:::192.0.2.1]");
+        assert_eq!(u.ip(), Some("2001:db8::c000:201".parse().unwrap()));
+        assert_eq!(u.host(), b"[2001:db8:::192.0.2.1]", "written as received");
+        assert_eq!(
+            uri("sip:[:::192.0.2.1]:5070").ip(),
+            Some("::192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_host(b"[1:2:3:4:5:::192.0.2.1]").map(|ip| ip.is_some()),
+            Some(true)
+        );
+        // Only right before an IPv4 tail, and only one extra colon.
+        for bad in [
+            "[2001:db8:::1]",
+            "[2001:db8::::192.0.2.1]",
+            "[2001::db8:::192.0.2.1]",
+            "[2001:db8:::192.0.2]",
+            "[:::]",
+            "[1:2:3:4:5:6:7:::192.0.2.1]",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:::255.255.255.255]",
+        ] {
+            assert_eq!(parse_host(bad.as_bytes()), None, "{bad}");
         }
     }
 

@@ -1,0 +1,139 @@
+//! Keeping the snapshot current from the trunks file: the file is polled and rebuilt when it
+//! changes. A change that fails to parse or build is refused: the previous snapshot stays in
+//! force, and the failure is logged (`warn`) and counted.
+//!
+//! Polling, not inotify: Kubernetes ConfigMaps change by swapping a symlink two directories
+//! up, which inotify watchers on the file miss; `stat` every 250 ms (by default) costs
+//! nothing and sees every kind of replacement (edit in place, rename, symlink swap).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Acl, AclError, RuleSet, Snapshot};
+use crate::config::{load_trunks, ConfigError};
+use crate::telemetry::Metrics;
+
+/// The metric label of the trunks-file source.
+pub const FILE_SOURCE: &str = "file";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{file}: {source}")]
+    Acl {
+        file: PathBuf,
+        source: Box<AclError>,
+    },
+}
+
+/// Parses the trunks file and builds a snapshot from it.
+pub fn snapshot_from_file(file: &Path, group: u32) -> Result<(Snapshot, RuleSet), ReloadError> {
+    let trunks = load_trunks(file)?;
+    let snapshot = Snapshot::build(&trunks.rules, group).map_err(|source| ReloadError::Acl {
+        file: file.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok((snapshot, trunks.rules))
+}
+
+/// Makes `snapshot` current and updates the gauges that describe it.
+pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet) {
+    let counts = snapshot.counts();
+    metrics.acl_entries(
+        counts.v4_entries,
+        counts.v6_entries,
+        counts.dedicated_ips,
+        counts.customers,
+    );
+    metrics.set_customers(
+        rules
+            .customers
+            .iter()
+            .map(|c| c.ban.as_str())
+            .chain(rules.entries.iter().map(|e| e.ban.as_str())),
+    );
+    acl.store(snapshot);
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(file: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
+}
+
+/// Rebuilds from the file once; on failure the current snapshot stays.
+pub fn reload_file(
+    file: &Path,
+    group: u32,
+    acl: &Acl,
+    metrics: &Metrics,
+) -> Result<(), ReloadError> {
+    let started = Instant::now();
+    let result = snapshot_from_file(file, group);
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok((snapshot, rules)) => {
+            let counts = snapshot.counts();
+            publish(acl, metrics, snapshot, &rules);
+            metrics.acl_reload(FILE_SOURCE, true, seconds);
+            tracing::info!(
+                acl.source = FILE_SOURCE,
+                acl.entries.v4 = counts.v4_entries,
+                acl.entries.v6 = counts.v6_entries,
+                acl.dedicated_ips = counts.dedicated_ips,
+                duration_ms = seconds * 1e3,
+                "acl reloaded"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            metrics.acl_reload(FILE_SOURCE, false, seconds);
+            tracing::warn!(acl.source = FILE_SOURCE, %error, "acl reload refused; the previous snapshot stays in force");
+            Err(error)
+        }
+    }
+}
+
+/// Polls `file` every `interval` and reloads when it changes, until the task is dropped.
+pub async fn watch_file(
+    file: PathBuf,
+    group: u32,
+    interval: Duration,
+    acl: Arc<Acl>,
+    metrics: Arc<Metrics>,
+) {
+    let mut last = stamp(&file);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = stamp(&file);
+        if now == last {
+            continue;
+        }
+        last = now;
+        if now.is_none() {
+            metrics.acl_reload(FILE_SOURCE, false, 0.0);
+            tracing::warn!(acl.source = FILE_SOURCE, file = %file.display(), "trunks file is gone; the previous snapshot stays in force");
+            continue;
+        }
+        // Parsing a large file takes milliseconds: keep it off the reactor threads.
+        let (file2, acl2, metrics2) = (file.clone(), acl.clone(), metrics.clone());
+        let _ =
+            tokio::task::spawn_blocking(move || reload_file(&file2, group, &acl2, &metrics2)).await;
+    }
+}

@@ -1,0 +1,20 @@
+//! Metric names. Tests that scrape `/metrics` use these same constants.
+
+pub const SIP_REQUESTS_RECEIVED_TOTAL: &str = "warp_edge_sip_requests_received_total";
+pub const SIP_RESPONSES_SENT_TOTAL: &str = "warp_edge_sip_responses_sent_total";
+pub const SIP_PARSE_ERRORS_TOTAL: &str = "warp_edge_sip_parse_errors_total";
+pub const SIP_DROPPED_TOTAL: &str = "warp_edge_sip_dropped_total";
+pub const SIP_KEEPALIVE_PONGS_TOTAL: &str = "warp_edge_sip_keepalive_pongs_total";
+pub const ACL_DECISIONS_TOTAL: &str = "warp_edge_acl_decisions_total";
+pub const ACL_CUSTOMER_DECISIONS_TOTAL: &str = "warp_edge_acl_customer_decisions_total";
+pub const ACL_RELOADS_TOTAL: &str = "warp_edge_acl_reloads_total";
+pub const ACL_RELOAD_DURATION_SECONDS: &str = "warp_edge_acl_reload_duration_seconds";
+pub const ACL_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "warp_edge_acl_last_reload_success_timestamp_seconds";
+pub const ACL_ENTRIES: &str = "warp_edge_acl_entries";
+pub const ACL_DEDICATED_IPS: &str = "warp_edge_acl_dedicated_ips";
+pub const ACL_CUSTOMERS: &str = "warp_edge_acl_customers";
+pub const TCP_CONNECTIONS_OPEN: &str = "warp_edge_tcp_connections_open";
+pub const TCP_CONNECTIONS_TOTAL: &str = "warp_edge_tcp_connections_total";
+pub const TCP_CONNECTIONS_CLOSED_MALFORMED_TOTAL: &str =
+    "warp_edge_tcp_connections_closed_malformed_total";
