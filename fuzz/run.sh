@@ -11,7 +11,9 @@ shift $(($# < 2 ? $# : 2))
 
 corpus="$fuzz_dir/corpus/$target"
 mkdir -p "$corpus"
-cp -n "$fuzz_dir/seeds/$target"/* "$corpus/"
+for seed in "$fuzz_dir/seeds/$target"/*; do
+    [ -e "$corpus/$(basename "$seed")" ] || cp "$seed" "$corpus/"
+done
 
 cd "$fuzz_dir/.."
 exec cargo +nightly fuzz run --debug-assertions "$target" "$corpus" -- \

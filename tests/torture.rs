@@ -5,9 +5,10 @@
 //! make the case hard: folding, escaped quotes, control octets inside quoted strings, `%00`,
 //! non-UTF-8 octets, stray separators. Every valid message parses, its typed views say what the
 //! RFC says they hold, and writing it back without edits gives the input byte for byte. Every
-//! invalid message is refused with the error that names its fault, and still gets a 400. A
-//! message the RFC calls invalid only because of a header a proxy never interprets is accepted,
-//! and its test says so. The last tests cut the valid messages off a TCP stream one byte at a time.
+//! invalid message is refused with the error that names its fault; a refused request still
+//! gets a 400 built from its own headers. A message the RFC calls invalid only because of a
+//! header a proxy never interprets is accepted, and its test says so. The last tests cut the
+//! valid messages off a TCP stream one byte at a time.
 
 use std::net::IpAddr;
 
