@@ -124,6 +124,10 @@ impl StreamFramer {
             let Some(head) = scan_head(&self.buf, &self.limits)? else {
                 return Ok(None);
             };
+            if head.content_length_broken() {
+                let broken = ParseError::BadHeader(HeaderName::ContentLength);
+                return Err(head.deferred.unwrap_or(broken));
+            }
             let content_length = head
                 .content_length
                 .ok_or(ParseError::Missing(HeaderName::ContentLength))?;

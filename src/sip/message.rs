@@ -148,6 +148,9 @@ pub struct RawMessage {
     pub(crate) headers: HeaderVec,
     pub(crate) body: Span,
     pub(crate) content_length: Option<u32>,
+    /// A fault found while scanning that leaves the message answerable; validation reports
+    /// it first.
+    pub(crate) deferred: Option<ParseError>,
 }
 
 impl RawMessage {
@@ -344,6 +347,9 @@ impl Message {
     }
 
     fn check(raw: &RawMessage) -> Result<Checked, ParseError> {
+        if let Some(error) = raw.deferred {
+            return Err(error);
+        }
         let buf = &raw.buf;
         let (version, uri) = match raw.start {
             StartLine::Request { uri, version, .. } => {
@@ -725,5 +731,75 @@ mod tests {
             Some(&b"Route=%3Csip:p.example.com%3E"[..])
         );
         assert!(request("sip:user@example.com;transport=tcp").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod deferred_tests {
+    use super::*;
+    use crate::sip::{Limits, ResponseBuilder};
+
+    const OPTIONS: &str = "OPTIONS sip:edge.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:edge.example.com>\r\nCall-ID: d1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    /// Scans (the message stays answerable), then validation names the fault, and a 400
+    /// carrying it can be built.
+    fn deferred(text: &str) -> ParseError {
+        let raw = RawMessage::scan(
+            Bytes::copy_from_slice(text.as_bytes()),
+            Framing::Datagram,
+            &Limits::default(),
+        )
+        .expect("answerable faults do not stop the scan");
+        let rejected = Message::validate(raw).expect_err("validation reports the fault");
+        let reason = rejected.error.to_string();
+        let reply = ResponseBuilder::new(&rejected.raw, 400)
+            .reason(&reason)
+            .build();
+        let reply = Message::parse(reply).expect("the 400 parses");
+        assert_eq!(reply.call_id(), b"d1");
+        assert_eq!(reply.reason(), reason.as_bytes());
+        rejected.error
+    }
+
+    #[test]
+    fn content_length_faults_are_answerable_over_udp() {
+        let longer = OPTIONS.replace("Content-Length: 0", "Content-Length: 10");
+        assert!(matches!(
+            deferred(&longer),
+            ParseError::ContentLengthMismatch {
+                declared: 10,
+                available: 0
+            }
+        ));
+        let bad = OPTIONS.replace("Content-Length: 0", "Content-Length: -1");
+        assert_eq!(
+            deferred(&bad),
+            ParseError::BadHeader(HeaderName::ContentLength)
+        );
+        let twice = OPTIONS.replace("Content-Length: 0", "Content-Length: 0\r\nl: 0");
+        assert_eq!(
+            deferred(&twice),
+            ParseError::Multiple(HeaderName::ContentLength)
+        );
+    }
+
+    #[test]
+    fn garbage_header_lines_and_spaced_uris_are_answerable() {
+        let garbage = OPTIONS.replace("Call-ID: d1\r\n", "Call-ID: d1\r\nthis is not a header\r\n");
+        assert_eq!(deferred(&garbage), ParseError::BadHeaderLine);
+        let spaced = OPTIONS.replace("sip:edge.example.com SIP", "sip:edge.example.com; lr SIP");
+        assert_eq!(deferred(&spaced), ParseError::BadRequestUri);
+    }
+
+    #[test]
+    fn broken_content_length_is_fatal_on_streams() {
+        for text in [
+            OPTIONS.replace("Content-Length: 0", "Content-Length: -1"),
+            OPTIONS.replace("Content-Length: 0", "Content-Length: 0\r\nl: 0"),
+        ] {
+            let mut framer = crate::sip::StreamFramer::new(Limits::default());
+            framer.extend(text.as_bytes());
+            assert!(framer.next_frame().is_err(), "{text}");
+        }
     }
 }

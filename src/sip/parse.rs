@@ -51,6 +51,22 @@ pub(crate) struct Head {
     pub headers: HeaderVec,
     pub body_start: usize,
     pub content_length: Option<u32>,
+    /// The first fault found that still leaves the message answerable (a 400 can copy its
+    /// Via, From, To, Call-ID and CSeq); validation reports it.
+    pub deferred: Option<ParseError>,
+}
+
+impl Head {
+    /// True when Content-Length cannot be trusted to delimit the message: fatal on streams.
+    pub fn content_length_broken(&self) -> bool {
+        matches!(
+            self.deferred,
+            Some(
+                ParseError::Multiple(HeaderName::ContentLength)
+                    | ParseError::BadHeader(HeaderName::ContentLength)
+            )
+        )
+    }
 }
 
 /// Where the line starting at `from` ends: `(content_end, next_line_start)`, CR stripped.
@@ -95,7 +111,13 @@ fn is_sip_version(v: &[u8]) -> bool {
     !major.is_empty() && !minor.is_empty() && major.iter().chain(minor).all(u8::is_ascii_digit)
 }
 
-fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartLine, ParseError> {
+/// Parses the start line; white space inside the Request-URI is a deferred fault (the rest of
+/// the line is readable, so the request can still be answered).
+fn parse_start_line(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<(StartLine, Option<ParseError>), ParseError> {
     let line = &buf[start..end];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
@@ -116,11 +138,14 @@ fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartLine, P
         }
         let code = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
         let reason = Span::new((start + code_end + 1).min(end), end);
-        return Ok(StartLine::Response {
-            version: Span::new(start, start + sp),
-            code,
-            reason,
-        });
+        return Ok((
+            StartLine::Response {
+                version: Span::new(start, start + sp),
+                code,
+                reason,
+            },
+            None,
+        ));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
@@ -134,20 +159,23 @@ fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartLine, P
         return Err(ParseError::BadStartLine);
     }
     let uri = &line[sp1 + 1..sp2];
-    if uri.is_empty() || uri.iter().any(|&b| b == b' ' || b == b'\t') {
-        // Several spaces between elements, or white space inside the URI.
-        return Err(if uri.first() == Some(&b' ') || uri.last() == Some(&b' ') {
-            ParseError::BadStartLine
-        } else {
-            ParseError::BadRequestUri
-        });
+    let mut deferred = None;
+    if uri.is_empty() || uri.first() == Some(&b' ') || uri.last() == Some(&b' ') {
+        // Several spaces between elements (RFC 3261 allows exactly one).
+        return Err(ParseError::BadStartLine);
     }
-    Ok(StartLine::Request {
-        method: Method::from_token(method),
-        method_span: Span::new(start, start + sp1),
-        uri: Span::new(start + sp1 + 1, start + sp2),
-        version: Span::new(start + sp2 + 1, end),
-    })
+    if uri.iter().any(|&b| b == b' ' || b == b'\t') {
+        deferred = Some(ParseError::BadRequestUri);
+    }
+    Ok((
+        StartLine::Request {
+            method: Method::from_token(method),
+            method_span: Span::new(start, start + sp1),
+            uri: Span::new(start + sp1 + 1, start + sp2),
+            version: Span::new(start + sp2 + 1, end),
+        },
+        deferred,
+    ))
 }
 
 fn parse_content_length(value: &[u8]) -> Option<u32> {
@@ -171,7 +199,7 @@ pub(crate) fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Par
     let Some((line_end, mut next)) = find_line(buf, pos, limits)? else {
         return Ok(None);
     };
-    let start = parse_start_line(buf, pos, line_end)?;
+    let (start, mut deferred) = parse_start_line(buf, pos, line_end)?;
     let mut headers = HeaderVec::new();
     let mut content_length = None;
     pos = next;
@@ -183,10 +211,9 @@ pub(crate) fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Par
             next = after;
             break;
         }
-        if matches!(buf[pos], b' ' | b'\t') {
-            // A continuation line with no header before it.
-            return Err(ParseError::BadHeaderLine);
-        }
+        // A continuation line with no header before it is folded into nothing: skipped, and
+        // reported once the message is validated.
+        let orphan = matches!(buf[pos], b' ' | b'\t');
         // Gather folded continuation lines (CRLF followed by SP or HT).
         let (mut value_end, mut line_next) = (end, after);
         loop {
@@ -202,16 +229,22 @@ pub(crate) fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Par
                 Some(_) => break,
             }
         }
-        let colon =
-            memchr::memchr(b':', &buf[pos..value_end]).ok_or(ParseError::BadHeaderLine)? + pos;
-        let mut name_end = colon;
+        let colon = memchr::memchr(b':', &buf[pos..value_end]).map(|i| i + pos);
+        let mut name_end = colon.unwrap_or(pos);
         while name_end > pos && matches!(buf[name_end - 1], b' ' | b'\t') {
             name_end -= 1;
         }
         let name_bytes = &buf[pos..name_end];
-        if name_bytes.is_empty() || !name_bytes.iter().all(|&b| is_token(b)) {
-            return Err(ParseError::BadHeaderLine);
-        }
+        let (Some(colon), false, false) = (
+            colon,
+            orphan,
+            name_bytes.is_empty() || !name_bytes.iter().all(|&b| is_token(b)),
+        ) else {
+            // Not a header field: skip the line, keep scanning, report it at validation.
+            deferred.get_or_insert(ParseError::BadHeaderLine);
+            pos = line_next;
+            continue;
+        };
         let value_start = skip_lws(buf, colon + 1, value_end);
         let mut v_end = value_end;
         while v_end > value_start && matches!(buf[v_end - 1], b' ' | b'\t' | b'\r' | b'\n') {
@@ -224,13 +257,20 @@ pub(crate) fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Par
         }
         let name = HeaderName::classify(name_bytes);
         if name == HeaderName::ContentLength {
-            if content_length.is_some() {
-                return Err(ParseError::Multiple(HeaderName::ContentLength));
+            // A broken Content-Length is answerable over UDP (the datagram delimits the
+            // message) and fatal on streams (the framer refuses it).
+            match (
+                content_length,
+                parse_content_length(&buf[value_start..v_end]),
+            ) {
+                (Some(_), _) => {
+                    deferred.get_or_insert(ParseError::Multiple(HeaderName::ContentLength));
+                }
+                (None, None) => {
+                    deferred.get_or_insert(ParseError::BadHeader(HeaderName::ContentLength));
+                }
+                (None, Some(cl)) => content_length = Some(cl),
             }
-            content_length = Some(
-                parse_content_length(&buf[value_start..v_end])
-                    .ok_or(ParseError::BadHeader(HeaderName::ContentLength))?,
-            );
         }
         headers.push(Header {
             name,
@@ -245,6 +285,7 @@ pub(crate) fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Par
         headers,
         body_start: next,
         content_length,
+        deferred,
     }))
 }
 
@@ -255,12 +296,16 @@ pub(crate) fn frame_body(
     framing: Framing,
 ) -> Result<RawMessage, ParseError> {
     let available = buf.len() - head.body_start;
+    let mut deferred = head.deferred;
     let body_len = match (head.content_length, framing) {
+        _ if head.content_length_broken() => available,
         (Some(cl), _) if cl as usize > available => {
-            return Err(ParseError::ContentLengthMismatch {
+            // Over UDP the datagram still delimits the message: answerable with a 400.
+            deferred.get_or_insert(ParseError::ContentLengthMismatch {
                 declared: cl as usize,
                 available,
             });
+            available
         }
         (Some(cl), _) => cl as usize,
         (None, Framing::Datagram) => available,
@@ -272,6 +317,7 @@ pub(crate) fn frame_body(
         start: head.start,
         headers: head.headers,
         content_length: head.content_length,
+        deferred,
     })
 }
 
