@@ -112,6 +112,7 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         config.acl.trunks_file.clone(),
         config.acl.group,
         config.acl.reload_interval,
+        trunks.rules,
         acl.clone(),
         metrics.clone(),
     )));

@@ -6,6 +6,7 @@
 //! - [`acl`]: who is calling: rules from the trunks file compiled into an immutable
 //!   longest-prefix-match snapshot, swapped atomically on reload.
 //! - [`proxy`]: what the edge answers, decided without I/O (ACL, RFC 3261 16.3 validation).
+//! - [`route`]: vendor gateways: attempt order, failover triggers, best response, health.
 //! - [`transport`]: UDP and TCP listeners feeding the proxy core.
 //! - [`telemetry`]: metric names and handles, tracing, the admin HTTP endpoint.
 //! - [`config`]: the TOML config and trunks file, validated into typed structs.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod proxy;
+pub mod route;
 pub mod sip;
 pub mod telemetry;
 pub mod transport;

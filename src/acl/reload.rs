@@ -75,18 +75,33 @@ fn stamp(file: &Path) -> Option<Stamp> {
     })
 }
 
-/// Rebuilds from the file once; on failure the current snapshot stays.
+/// Rebuilds from the file once unless it says what `current` already says; on failure the
+/// current snapshot stays. Returns the rules now in force.
 pub fn reload_file(
     file: &Path,
     group: u32,
+    current: &RuleSet,
     acl: &Acl,
     metrics: &Metrics,
-) -> Result<(), ReloadError> {
+) -> Result<Option<RuleSet>, ReloadError> {
     let started = Instant::now();
-    let result = snapshot_from_file(file, group);
+    let result = load_trunks(file)
+        .map_err(ReloadError::from)
+        .and_then(|trunks| {
+            if trunks.rules == *current {
+                return Ok(None);
+            }
+            let snapshot =
+                Snapshot::build(&trunks.rules, group).map_err(|source| ReloadError::Acl {
+                    file: file.to_owned(),
+                    source: Box::new(source),
+                })?;
+            Ok(Some((snapshot, trunks.rules)))
+        });
     let seconds = started.elapsed().as_secs_f64();
     match result {
-        Ok((snapshot, rules)) => {
+        Ok(None) => Ok(None),
+        Ok(Some((snapshot, rules))) => {
             let counts = snapshot.counts();
             publish(acl, metrics, snapshot, &rules);
             metrics.acl_reload(FILE_SOURCE, true, seconds);
@@ -98,7 +113,7 @@ pub fn reload_file(
                 duration_ms = seconds * 1e3,
                 "acl reloaded"
             );
-            Ok(())
+            Ok(Some(rules))
         }
         Err(error) => {
             metrics.acl_reload(FILE_SOURCE, false, seconds);
@@ -109,31 +124,41 @@ pub fn reload_file(
 }
 
 /// Polls `file` every `interval` and reloads when it changes, until the task is dropped.
+/// `loaded` is what the snapshot in force was built from. The first poll always reads the
+/// file, so an edit made between the initial load and the first poll is not lost.
 pub async fn watch_file(
     file: PathBuf,
     group: u32,
     interval: Duration,
+    loaded: RuleSet,
     acl: Arc<Acl>,
     metrics: Arc<Metrics>,
 ) {
-    let mut last = stamp(&file);
+    let mut last: Option<Option<Stamp>> = None;
+    let mut current = Arc::new(loaded);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let now = stamp(&file);
-        if now == last {
+        if last == Some(now) {
             continue;
         }
-        last = now;
+        last = Some(now);
         if now.is_none() {
             metrics.acl_reload(FILE_SOURCE, false, 0.0);
             tracing::warn!(acl.source = FILE_SOURCE, file = %file.display(), "trunks file is gone; the previous snapshot stays in force");
             continue;
         }
         // Parsing a large file takes milliseconds: keep it off the reactor threads.
-        let (file2, acl2, metrics2) = (file.clone(), acl.clone(), metrics.clone());
-        let _ =
-            tokio::task::spawn_blocking(move || reload_file(&file2, group, &acl2, &metrics2)).await;
+        let (file2, acl2, metrics2, current2) =
+            (file.clone(), acl.clone(), metrics.clone(), current.clone());
+        let reloaded = tokio::task::spawn_blocking(move || {
+            reload_file(&file2, group, &current2, &acl2, &metrics2)
+        })
+        .await;
+        if let Ok(Ok(Some(rules))) = reloaded {
+            current = Arc::new(rules);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! TCP listeners: accept within a connection limit, frame each stream with
 //! [`StreamFramer`], answer on the same connection. A stream that cannot be framed closes
-//! that connection only; an idle connection is closed after the configured time.
+//! that connection only; an idle connection is closed after the configured time. The
+//! connections belong to their listener's task: when it stops, they close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::acl::rules::Proto;
 use crate::config::TcpConfig;
@@ -27,7 +29,8 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Accepts connections until the task is dropped.
+/// Accepts connections until the task is dropped; dropping it closes every connection too
+/// (they live in its `JoinSet`), so a stopped edge answers nothing more.
 pub async fn serve(
     listener: TcpListener,
     core: Arc<Core>,
@@ -35,8 +38,14 @@ pub async fn serve(
     config: TcpConfig,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // Reap finished connections so the set stays as large as the open ones.
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept failed");
@@ -51,7 +60,7 @@ pub async fn serve(
         };
         metrics.tcp_accepted.increment(1);
         stream.set_nodelay(true).ok();
-        tokio::spawn(connection(
+        connections.spawn(connection(
             stream,
             peer,
             core.clone(),

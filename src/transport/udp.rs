@@ -26,14 +26,19 @@ use crate::proxy::{Core, Inbound};
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Binds one UDP socket with a large receive buffer; `SO_REUSEPORT` when several sockets
-/// share the address so the kernel spreads senders across them.
+/// share the address so the kernel spreads senders across them. Port 0 picks a port no
+/// other socket holds.
 pub fn bind(address: SocketAddr, config: &UdpConfig) -> io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
         Some(Protocol::UDP),
     )?;
-    socket.set_reuse_address(true)?;
+    // Only for a configured port: with port 0 the kernel would hand out a port already held
+    // by another `SO_REUSEADDR` socket, and two listeners would silently share it.
+    if address.port() != 0 {
+        socket.set_reuse_address(true)?;
+    }
     if config.sockets_per_listener > 1 {
         socket.set_reuse_port(true)?;
     }
@@ -200,4 +205,36 @@ async fn send_from(
             .map_err(io::Error::from)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sockets_per_listener: usize) -> UdpConfig {
+        UdpConfig {
+            receive_buffer_bytes: 64 * 1024,
+            sockets_per_listener,
+        }
+    }
+
+    #[tokio::test]
+    async fn port_zero_picks_a_port_no_other_listener_can_share() {
+        let first = bind(SocketAddr::from(([127, 0, 0, 1], 0)), &config(1)).unwrap();
+        let taken = first.local_addr().unwrap();
+        // A second listener configured with that port (SO_REUSEADDR) must not share it.
+        let second = bind(taken, &config(1));
+        assert_eq!(
+            second.err().map(|e| e.kind()),
+            Some(io::ErrorKind::AddrInUse)
+        );
+    }
+
+    #[tokio::test]
+    async fn sockets_of_one_listener_share_the_port_picked_for_the_first() {
+        let first = bind(SocketAddr::from(([127, 0, 0, 1], 0)), &config(2)).unwrap();
+        let taken = first.local_addr().unwrap();
+        let second = bind(taken, &config(2)).unwrap();
+        assert_eq!(second.local_addr().unwrap(), taken);
+    }
 }
