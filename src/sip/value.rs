@@ -161,6 +161,12 @@ fn parse_params(buf: &[u8], mut pos: usize, end: usize, mut f: impl FnMut(Param)
                 _ => {
                     let mut i = pos;
                     while i < end && !is_lws(buf[i]) && buf[i] != b';' && buf[i] != b',' {
+                        // gen-value is a token, a host or a quoted string: angle brackets,
+                        // quotes and controls never belong, and admitting them would let
+                        // the comma splitter and this parser disagree on where values end.
+                        if buf[i] < 0x20 || matches!(buf[i], 0x7f | b'<' | b'>' | b'"') {
+                            return None;
+                        }
                         i += 1;
                     }
                     i
@@ -452,7 +458,12 @@ mod tests {
     #[test]
     fn bad_vias() {
         for v in [
-            &b"SIP/2.0/UDP"[..],
+            // Found by the parse_message fuzzer: an unquoted `<` and `>` in two parameters
+            // made the comma splitter see one Via value where this parser saw two.
+            &b"SIP/2.0/UDP h;x=<;received=>"[..],
+            b"SIP/2.0/UDP h;x=a\x06b",
+            b"SIP/2.0/UDP h;x=a\"b",
+            b"SIP/2.0/UDP",
             b"SIP/2.0 UDP host",
             b"SIP/2.0/UDP host:99999",
             b"SIP/2.0/UDP host:",
