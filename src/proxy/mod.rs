@@ -6,5 +6,6 @@
 //! answer a response or an ACK.
 
 mod core;
+pub mod transaction;
 
 pub use self::core::{Core, CoreSettings, Inbound, Replies, Reply, ALLOW};

@@ -16,7 +16,11 @@ pub struct HealthPolicy {
 
 impl Default for HealthPolicy {
     fn default() -> Self {
-        HealthPolicy { down_after: 3, up_after: 2, up_codes: vec![200] }
+        HealthPolicy {
+            down_after: 3,
+            up_after: 2,
+            up_codes: vec![200],
+        }
     }
 }
 
@@ -36,7 +40,10 @@ pub struct Health {
 impl Default for Health {
     /// A new gateway is up until proven otherwise, so that calls flow at start-up.
     fn default() -> Self {
-        Health { state: HealthState::Up, run: 0 }
+        Health {
+            state: HealthState::Up,
+            run: 0,
+        }
     }
 }
 
@@ -67,12 +74,20 @@ impl Health {
             return None;
         }
         self.run += 1;
-        let needed = if success { policy.up_after } else { policy.down_after };
+        let needed = if success {
+            policy.up_after
+        } else {
+            policy.down_after
+        };
         if self.run < needed.max(1) {
             return None;
         }
         self.run = 0;
-        self.state = if success { HealthState::Up } else { HealthState::Down };
+        self.state = if success {
+            HealthState::Up
+        } else {
+            HealthState::Down
+        };
         Some(self.state)
     }
 }
@@ -87,7 +102,11 @@ mod tests {
         let mut h = Health::default();
         assert_eq!(h.failed(&policy), None);
         assert_eq!(h.failed(&policy), None);
-        assert_eq!(h.probe_answered(200, &policy), None, "a success resets the run");
+        assert_eq!(
+            h.probe_answered(200, &policy),
+            None,
+            "a success resets the run"
+        );
         assert_eq!(h.failed(&policy), None);
         assert_eq!(h.failed(&policy), None);
         assert_eq!(h.failed(&policy), Some(HealthState::Down));
@@ -98,7 +117,11 @@ mod tests {
 
     #[test]
     fn only_configured_codes_count_as_up() {
-        let policy = HealthPolicy { down_after: 1, up_after: 1, up_codes: vec![200, 404] };
+        let policy = HealthPolicy {
+            down_after: 1,
+            up_after: 1,
+            up_codes: vec![200, 404],
+        };
         let mut h = Health::default();
         assert_eq!(h.probe_answered(503, &policy), Some(HealthState::Down));
         assert_eq!(h.probe_answered(404, &policy), Some(HealthState::Up));

@@ -17,13 +17,19 @@ pub struct GatewayChoice {
 /// retransmissions and replicas agree; gateways that are down are skipped; at most
 /// `max_attempts`.
 pub fn attempt_order(gateways: &[GatewayChoice], key: &[u8], max_attempts: usize) -> Vec<usize> {
-    let mut levels: Vec<u32> = gateways.iter().filter(|g| g.up).map(|g| g.priority).collect();
+    let mut levels: Vec<u32> = gateways
+        .iter()
+        .filter(|g| g.up)
+        .map(|g| g.priority)
+        .collect();
     levels.sort_unstable();
     levels.dedup();
     let mut order = Vec::with_capacity(gateways.len().min(max_attempts));
     let mut seed = fnv(key);
     for level in levels {
-        let mut pool: Vec<usize> = (0..gateways.len()).filter(|&i| gateways[i].up && gateways[i].priority == level).collect();
+        let mut pool: Vec<usize> = (0..gateways.len())
+            .filter(|&i| gateways[i].up && gateways[i].priority == level)
+            .collect();
         // Weighted draw without replacement; weight-0 gateways go last, in configured order.
         while !pool.is_empty() {
             let total: u64 = pool.iter().map(|&i| u64::from(gateways[i].weight)).sum();
@@ -96,16 +102,28 @@ mod tests {
     use super::*;
 
     fn gw(priority: u32, weight: u32, up: bool) -> GatewayChoice {
-        GatewayChoice { priority, weight, up }
+        GatewayChoice {
+            priority,
+            weight,
+            up,
+        }
     }
 
     #[test]
     fn priorities_first_then_weights() {
-        let gws = [gw(1, 10, true), gw(0, 10, true), gw(0, 10, true), gw(2, 0, true)];
+        let gws = [
+            gw(1, 10, true),
+            gw(0, 10, true),
+            gw(0, 10, true),
+            gw(2, 0, true),
+        ];
         for key in [&b"a"[..], b"b", b"call-3@x", b""] {
             let order = attempt_order(&gws, key, 10);
             assert_eq!(order.len(), 4);
-            assert!(order[..2].contains(&1) && order[..2].contains(&2), "{order:?}");
+            assert!(
+                order[..2].contains(&1) && order[..2].contains(&2),
+                "{order:?}"
+            );
             assert_eq!(&order[2..], &[0, 3]);
         }
     }
@@ -114,13 +132,23 @@ mod tests {
     fn deterministic_per_key_and_weighted() {
         let gws = [gw(0, 90, true), gw(0, 10, true)];
         assert_eq!(attempt_order(&gws, b"k1", 2), attempt_order(&gws, b"k1", 2));
-        let firsts = (0..1000).filter(|i| attempt_order(&gws, format!("call-{i}").as_bytes(), 1)[0] == 0).count();
-        assert!((800..=970).contains(&firsts), "90/10 weights gave {firsts}/1000");
+        let firsts = (0..1000)
+            .filter(|i| attempt_order(&gws, format!("call-{i}").as_bytes(), 1)[0] == 0)
+            .count();
+        assert!(
+            (800..=970).contains(&firsts),
+            "90/10 weights gave {firsts}/1000"
+        );
     }
 
     #[test]
     fn down_gateways_skipped_and_attempts_capped() {
-        let gws = [gw(0, 1, false), gw(0, 1, true), gw(1, 1, true), gw(2, 1, true)];
+        let gws = [
+            gw(0, 1, false),
+            gw(0, 1, true),
+            gw(1, 1, true),
+            gw(2, 1, true),
+        ];
         let order = attempt_order(&gws, b"x", 2);
         assert_eq!(order, vec![1, 2]);
         assert!(attempt_order(&[gw(0, 1, false)], b"x", 3).is_empty());
@@ -136,7 +164,10 @@ mod tests {
         }
         assert!(should_fail_over(501, &[501]));
         assert!(should_fail_over(580, &[580]));
-        assert!(!should_fail_over(486, &[486]), "4xx other than 408 never fails over");
+        assert!(
+            !should_fail_over(486, &[486]),
+            "4xx other than 408 never fails over"
+        );
         assert!(!should_fail_over(603, &[603]), "6xx never fails over");
     }
 
@@ -145,7 +176,11 @@ mod tests {
         assert_eq!(best_response(&[]), None);
         assert_eq!(best_response(&[503, 486, 603]), Some(2), "6xx wins");
         assert_eq!(best_response(&[503, 486, 500]), Some(1), "lowest class");
-        assert_eq!(best_response(&[404, 407, 486]), Some(1), "407 helps a resubmission");
+        assert_eq!(
+            best_response(&[404, 407, 486]),
+            Some(1),
+            "407 helps a resubmission"
+        );
         assert_eq!(best_response(&[503, 502]), Some(0), "first of a class");
     }
 }
