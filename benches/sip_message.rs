@@ -1,12 +1,18 @@
 //! The SIP message layer on the forwarding hot path: parse and index a received message, and
 //! write an INVITE out with the four forwarding edits; plus rsip 0.4 parsing the same INVITE,
 //! for scale. Results and the exact command are recorded in BENCHMARKS.md.
+//!
+//! With `WARP_EDGE_BENCH_LOOP=<case>:<iterations>` the binary runs one case in a plain loop
+//! instead, for `perf stat -e task-clock` (CPU time per operation) and `valgrind
+//! --tool=callgrind` (instructions per operation): figures that, unlike criterion's wall-clock
+//! times, hold up on a machine that is busy with other work. Cases: `invite`, `200_ok`, `bye`,
+//! `write`, `rsip`.
 
 use std::convert::TryFrom;
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use rsip::prelude::*;
 use warp_edge::sip::{Edit, Message};
 
@@ -162,4 +168,44 @@ fn rsip(c: &mut Criterion) {
 }
 
 criterion_group!(benches, parse, write, rsip);
-criterion_main!(benches);
+
+/// Runs `case` `iterations` times with no measurement of its own (see the module docs).
+fn plain_loop(case: &str, iterations: usize) {
+    let text = match case {
+        "invite" | "write" | "rsip" => INVITE,
+        "200_ok" => OK_200,
+        "bye" => BYE,
+        other => panic!("unknown case {other:?}: invite, 200_ok, bye, write or rsip"),
+    };
+    let bytes = Bytes::copy_from_slice(text.as_bytes());
+    let msg = Message::parse(bytes.clone()).expect("fixture parses");
+    let mut out = BytesMut::with_capacity(2048);
+    let done = match case {
+        "write" => (0..iterations)
+            .filter(|_| {
+                out.clear();
+                msg.write(black_box(&FORWARDING_EDITS), &mut out).is_ok()
+            })
+            .count(),
+        "rsip" => (0..iterations)
+            .filter(|_| rsip::SipMessage::try_from(black_box(&bytes[..])).is_ok())
+            .count(),
+        _ => (0..iterations)
+            .filter(|_| Message::parse(black_box(bytes.clone())).is_ok())
+            .count(),
+    };
+    assert_eq!(done, iterations);
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("WARP_EDGE_BENCH_LOOP") {
+        let (case, iterations) = spec
+            .split_once(':')
+            .and_then(|(case, n)| Some((case, n.parse().ok()?)))
+            .expect("WARP_EDGE_BENCH_LOOP=<case>:<iterations>");
+        plain_loop(case, iterations);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -58,28 +58,43 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        let candidates: &[HeaderName] = match name.len() {
-            2 => &[To],
-            3 => &[Via],
-            4 => &[CSeq, From],
-            5 => &[Allow, Event, Route],
-            6 => &[Accept],
-            7 => &[CallId, Contact, Require, Subject],
-            8 => &[Identity, ReferTo],
-            9 => &[Supported],
-            11 => &[ReferredBy],
-            12 => &[AllowEvents, ContentType, MaxForwards, RecordRoute],
-            13 => &[ProxyRequire],
-            14 => &[ContentLength],
-            15 => &[SessionExpires],
-            16 => &[ContentEncoding],
-            _ => &[],
-        };
-        candidates
-            .iter()
-            .copied()
-            .find(|c| c.as_str().as_bytes().eq_ignore_ascii_case(name))
-            .unwrap_or(Other)
+        // Lower-case into a stack buffer, then one `match` on bytes: the compiler turns it
+        // into a length switch and a few word compares.
+        const LONGEST: usize = 16;
+        if name.len() > LONGEST {
+            return Other;
+        }
+        let mut lower = [0u8; LONGEST];
+        for (l, c) in lower.iter_mut().zip(name) {
+            *l = c.to_ascii_lowercase();
+        }
+        match &lower[..name.len()] {
+            b"to" => To,
+            b"via" => Via,
+            b"cseq" => CSeq,
+            b"from" => From,
+            b"allow" => Allow,
+            b"event" => Event,
+            b"route" => Route,
+            b"accept" => Accept,
+            b"call-id" => CallId,
+            b"contact" => Contact,
+            b"require" => Require,
+            b"subject" => Subject,
+            b"identity" => Identity,
+            b"refer-to" => ReferTo,
+            b"supported" => Supported,
+            b"referred-by" => ReferredBy,
+            b"allow-events" => AllowEvents,
+            b"content-type" => ContentType,
+            b"max-forwards" => MaxForwards,
+            b"record-route" => RecordRoute,
+            b"proxy-require" => ProxyRequire,
+            b"content-length" => ContentLength,
+            b"session-expires" => SessionExpires,
+            b"content-encoding" => ContentEncoding,
+            _ => Other,
+        }
     }
 
     /// The canonical long form, as the edge writes it.

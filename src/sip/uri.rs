@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::value::{is_host_name_char, is_uri_forbidden};
 use super::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,15 +49,45 @@ pub(crate) fn parse_host(host: &[u8]) -> Option<Option<IpAddr>> {
     match host {
         [] => None,
         [b'[', inner @ .., b']'] => parse_ipv6(inner).map(|ip| Some(IpAddr::V6(ip))),
-        _ if host.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
-            let text = std::str::from_utf8(host).ok()?;
-            text.parse::<Ipv4Addr>().ok().map(|ip| Some(IpAddr::V4(ip)))
-        }
-        _ => host
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            .then_some(None),
+        [b'0'..=b'9', ..] => match parse_ipv4(host) {
+            Some(ip) => Some(Some(IpAddr::V4(ip))),
+            // Digits and dots that are no address (`1.2.3.4.5`) are not a host name either.
+            None if host.iter().all(|b| b.is_ascii_digit() || *b == b'.') => None,
+            None => host.iter().all(|&b| is_host_name_char(b)).then_some(None),
+        },
+        _ => host.iter().all(|&b| is_host_name_char(b)).then_some(None),
     }
+}
+
+/// Dotted-quad IPv4, as `Ipv4Addr::from_str` reads it (no leading zeros), in one pass over
+/// the bytes: it runs for every host of every message, and the std parser needs a `str`.
+pub(crate) fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let (mut index, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 1 && value == 0 {
+                    return None; // leading zero
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+                if value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && index < 3 => {
+                octets[index] = value as u8;
+                (index, value, digits) = (index + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || index != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Longest IPv6 text: eight groups of four hex digits and seven colons, or six groups and an
@@ -111,9 +142,7 @@ fn valid_scheme(s: &[u8]) -> bool {
 pub(crate) fn parse_uri(buf: &[u8], span: Span) -> Option<UriSpans> {
     let s = span.slice(buf);
     let base = span.start as usize;
-    if s.iter()
-        .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
-    {
+    if s.iter().any(|&b| is_uri_forbidden(b)) {
         return None;
     }
     let colon = memchr::memchr(b':', s)?;
@@ -422,6 +451,31 @@ mod tests {
             "[ffff:ffff:ffff:ffff:ffff:ffff:::255.255.255.255]",
         ] {
             assert_eq!(parse_host(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ipv4_from_bytes_agrees_with_std() {
+        for text in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1..2.3",
+            "",
+            "1.2.3.4.",
+            "a.b.c.d",
+            "1.2.3.04",
+            "10.0.0.1000",
+        ] {
+            assert_eq!(
+                parse_ipv4(text.as_bytes()),
+                text.parse::<Ipv4Addr>().ok(),
+                "{text:?}"
+            );
         }
     }
 

@@ -12,6 +12,42 @@ use super::Span;
 
 // === lexical helpers ===
 
+/// Character classes, one table lookup per byte on the hot paths.
+const TOKEN: u8 = 1;
+/// Never inside a URI: white space, controls, DEL, `<`, `>`, `"`.
+const URI_FORBIDDEN: u8 = 2;
+/// Host name characters (letters, digits, `-`, `.`, `_`).
+const HOST_NAME: u8 = 4;
+
+static CLASSES: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        // RFC 3261 25.1 `token`.
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            class |= TOKEN;
+        }
+        if c <= b' ' || c == 0x7f || matches!(c, b'<' | b'>' | b'"') {
+            class |= URI_FORBIDDEN;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_') {
+            class |= HOST_NAME;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+}
+
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -20,11 +56,17 @@ pub(crate) fn is_lws(b: u8) -> bool {
 /// RFC 3261 25.1 `token` characters.
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    CLASSES[b as usize] & TOKEN != 0
+}
+
+#[inline]
+pub(crate) fn is_uri_forbidden(b: u8) -> bool {
+    CLASSES[b as usize] & URI_FORBIDDEN != 0
+}
+
+#[inline]
+pub(crate) fn is_host_name_char(b: u8) -> bool {
+    CLASSES[b as usize] & HOST_NAME != 0
 }
 
 #[inline]
@@ -94,27 +136,27 @@ impl Iterator for CommaSplit<'_> {
     type Item = Span;
 
     fn next(&mut self) -> Option<Span> {
+        let hay = &self.buf[..self.end];
         while self.pos < self.end {
             let start = self.pos;
             let mut i = start;
-            let mut in_angle = false;
-            while i < self.end {
-                match self.buf[i] {
+            // Jump from one interesting byte to the next: a comma ends the element, a quote
+            // opens a quoted string, `<` opens a URI that runs to `>`.
+            while let Some(offset) = memchr::memchr3(b',', b'"', b'<', &hay[i..]) {
+                i += offset;
+                match hay[i] {
+                    b',' => break,
                     b'"' => i = quoted_end(self.buf, i, self.end).unwrap_or(self.end),
-                    b'<' => {
-                        in_angle = true;
-                        i += 1;
-                    }
-                    b'>' => {
-                        in_angle = false;
-                        i += 1;
-                    }
-                    b',' if !in_angle => break,
-                    _ => i += 1,
+                    _ => i = memchr::memchr(b'>', &hay[i..]).map_or(self.end, |o| i + o + 1),
                 }
             }
+            let i = if i < self.end && hay[i] == b',' {
+                i
+            } else {
+                self.end
+            };
             self.pos = i + 1;
-            let element = trim(self.buf, Span::new(start, i.min(self.end)));
+            let element = trim(self.buf, Span::new(start, i));
             if !element.is_empty() {
                 return Some(element);
             }
