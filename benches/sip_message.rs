@@ -14,87 +14,12 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, Criterion};
 use rsip::prelude::*;
-use warp_edge::sip::{Edit, Message};
+use warp_edge::sip::Message;
 
 /// A carrier-style initial INVITE with an SDP offer (785 bytes; the issue asks for 700-800).
-const INVITE: &str = concat!(
-    "INVITE sip:+15551234567@198.51.100.20 SIP/2.0\r\n",
-    "Via: SIP/2.0/UDP 203.0.113.45:5060;rport;branch=z9hG4bK3f9c2d1e8b\r\n",
-    "Max-Forwards: 70\r\n",
-    "Route: <sip:edge1.warp.example;lr>\r\n",
-    "From: \"ACME\" <sip:+14155550123@203.0.113.45>;tag=as7d9f2c1e\r\n",
-    "To: \"Bob\" <sip:+15551234567@198.51.100.20>\r\n",
-    "Call-ID: 4f3c2a1b9e8d@203.0.113.45\r\n",
-    "CSeq: 102 INVITE\r\n",
-    "Contact: <sip:+14155550123@203.0.113.45:5060>\r\n",
-    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n",
-    "Supported: timer\r\n",
-    "P-Asserted-Identity: <sip:+14155550123@203.0.113.45>\r\n",
-    "Content-Type: application/sdp\r\n",
-    "Content-Length: 243\r\n",
-    "\r\n",
-    "v=0\r\n",
-    "o=- 1712345678 1 IN IP4 203.0.113.45\r\n",
-    "s=-\r\n",
-    "c=IN IP4 203.0.113.46\r\n",
-    "t=0 0\r\n",
-    "m=audio 16384 RTP/AVP 0 8 18 101\r\n",
-    "a=rtpmap:0 PCMU/8000\r\n",
-    "a=rtpmap:8 PCMA/8000\r\n",
-    "a=rtpmap:18 G729/8000\r\n",
-    "a=rtpmap:101 telephone-event/8000\r\n",
-    "a=fmtp:101 0-16\r\n",
-    "a=ptime:20\r\n",
-);
-
-/// The callee's answer, as it comes back through the edge.
-const OK_200: &str = concat!(
-    "SIP/2.0 200 OK\r\n",
-    "Via: SIP/2.0/UDP 203.0.113.45:5060;rport=5060;received=203.0.113.45;branch=z9hG4bK3f9c2d1e8b\r\n",
-    "Record-Route: <sip:edge1.warp.example;lr>\r\n",
-    "From: \"ACME\" <sip:+14155550123@203.0.113.45>;tag=as7d9f2c1e\r\n",
-    "To: \"Bob\" <sip:+15551234567@198.51.100.20>;tag=7c1e9a2b\r\n",
-    "Call-ID: 4f3c2a1b9e8d@203.0.113.45\r\n",
-    "CSeq: 102 INVITE\r\n",
-    "Contact: <sip:+15551234567@198.51.100.20:5060>\r\n",
-    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n",
-    "Supported: timer\r\n",
-    "Content-Type: application/sdp\r\n",
-    "Content-Length: 190\r\n",
-    "\r\n",
-    "v=0\r\n",
-    "o=- 88213 1 IN IP4 198.51.100.20\r\n",
-    "s=-\r\n",
-    "c=IN IP4 198.51.100.21\r\n",
-    "t=0 0\r\n",
-    "m=audio 20000 RTP/AVP 0 101\r\n",
-    "a=rtpmap:0 PCMU/8000\r\n",
-    "a=rtpmap:101 telephone-event/8000\r\n",
-    "a=fmtp:101 0-16\r\n",
-    "a=ptime:20\r\n",
-);
-
-/// An in-dialog BYE from the callee.
-const BYE: &str = concat!(
-    "BYE sip:+14155550123@203.0.113.45:5060 SIP/2.0\r\n",
-    "Via: SIP/2.0/UDP 198.51.100.20:5060;rport;branch=z9hG4bK77e1c0d2\r\n",
-    "Max-Forwards: 70\r\n",
-    "Route: <sip:edge1.warp.example;lr>\r\n",
-    "From: \"Bob\" <sip:+15551234567@198.51.100.20>;tag=7c1e9a2b\r\n",
-    "To: \"ACME\" <sip:+14155550123@203.0.113.45>;tag=as7d9f2c1e\r\n",
-    "Call-ID: 4f3c2a1b9e8d@203.0.113.45\r\n",
-    "CSeq: 2 BYE\r\n",
-    "Content-Length: 0\r\n",
-    "\r\n",
-);
-
-/// What the edge does to an INVITE it forwards.
-const FORWARDING_EDITS: [Edit<'static>; 4] = [
-    Edit::PushVia(b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKwe1a2b3c4d"),
-    Edit::SetMaxForwards(69),
-    Edit::AddRecordRoute(b"<sip:192.0.2.10;lr>"),
-    Edit::RemoveTopRoute,
-];
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{BYE, FORWARDING_EDITS, INVITE, OK_200};
 
 fn parse(c: &mut Criterion) {
     assert!(

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::acl::rules::Proto;
 use crate::acl::{AclRequest, Snapshot};
-use crate::config::{Config, ConfigError, EXIT_CONFIG};
+use crate::config::{Config, ConfigError, TrunksFile, EXIT_CONFIG};
 use crate::edge::StartError;
 
 const DEFAULT_CONFIG: &str = "config/warp-edge.toml";
@@ -102,13 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Check(ConfigArg { config }) => {
-            let (config, trunks) = Config::load_all(&config)?;
-            let snapshot = Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| {
-                StartError::Acl {
-                    file: config.acl.trunks_file.display().to_string(),
-                    source: Box::new(source),
-                }
-            })?;
+            let (config, trunks, snapshot) = load_snapshot(&config)?;
             print!("{}", summary(&config, &trunks, &snapshot));
             Ok(())
         }
@@ -118,13 +112,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
             dest,
             transport,
         }) => {
-            let (config, trunks) = Config::load_all(&config)?;
-            let snapshot = Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| {
-                StartError::Acl {
-                    file: config.acl.trunks_file.display().to_string(),
-                    source: Box::new(source),
-                }
-            })?;
+            let (_, _, snapshot) = load_snapshot(&config)?;
             let local = dest.unwrap_or(match source {
                 SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -142,7 +130,19 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn summary(config: &Config, trunks: &crate::config::TrunksFile, snapshot: &Snapshot) -> String {
+/// The config, its trunks file, and the snapshot they build: what `check` and `acl explain`
+/// both need.
+fn load_snapshot(path: &std::path::Path) -> Result<(Config, TrunksFile, Snapshot), CliError> {
+    let (config, trunks) = Config::load_all(path)?;
+    let snapshot =
+        Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| StartError::Acl {
+            file: config.acl.trunks_file.display().to_string(),
+            source: Box::new(source),
+        })?;
+    Ok((config, trunks, snapshot))
+}
+
+fn summary(config: &Config, trunks: &TrunksFile, snapshot: &Snapshot) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", config.file.display());

@@ -149,16 +149,13 @@ impl<'a> ResponseBuilder<'a> {
             if let (HeaderName::To, Some(tag), false) = (name, self.to_tag, self.code == 100) {
                 if parse_name_addr(buf, h.value).is_some_and(|to| to.tag.is_none()) {
                     let at = h.value.end as usize;
-                    splices.push(Splice {
-                        start: at,
-                        end: at,
-                        insert: Insert::Bytes(b";tag="),
-                    });
-                    splices.push(Splice {
-                        start: at,
-                        end: at,
-                        insert: Insert::Bytes(tag),
-                    });
+                    for piece in [&b";tag="[..], tag] {
+                        splices.push(Splice {
+                            start: at,
+                            end: at,
+                            insert: Insert::Bytes(piece),
+                        });
+                    }
                 }
             }
             write_spliced(
