@@ -234,3 +234,71 @@ fn rsip_allocates_per_header() {
     );
     drop(msg);
 }
+
+/// One ACL decision per request, on the hot path: allowed, refused and unknown callers, by
+/// source IP (IPv4, IPv6, IPv4-mapped) and by dedicated ingress IP.
+#[test]
+fn acl_decisions_allocate_nothing() {
+    use warp_edge::acl::{
+        AclEntry, AclRequest, Customer, CustomerStatus, DedicatedIp, Proto, RuleSet, Snapshot,
+    };
+
+    let entry = |cidr: &str, ban: &str| AclEntry {
+        origin: cidr.to_owned(),
+        group: 1,
+        network: cidr.parse().expect("cidr"),
+        port: 0,
+        proto: Proto::Any,
+        ban: ban.to_owned(),
+        trunk_group: None,
+    };
+    let rules = RuleSet {
+        customers: vec![
+            Customer {
+                ban: "1".to_owned(),
+                name: "active".to_owned(),
+                status: CustomerStatus::Active,
+            },
+            Customer {
+                ban: "2".to_owned(),
+                name: "suspended".to_owned(),
+                status: CustomerStatus::Suspended,
+            },
+        ],
+        trunk_groups: vec![],
+        entries: vec![
+            entry("192.0.2.0/24", "1"),
+            entry("192.0.2.7/32", "2"),
+            entry("2001:db8::/32", "1"),
+        ],
+        dedicated_ips: vec![DedicatedIp {
+            origin: "d".to_owned(),
+            ip: "198.51.100.9".parse().unwrap(),
+            ban: "1".to_owned(),
+        }],
+    };
+    let snapshot = Snapshot::build(&rules, 1).expect("builds");
+    let requests: Vec<AclRequest> = [
+        ("192.0.2.10:5060", "198.51.100.1"),
+        ("192.0.2.7:5060", "198.51.100.1"),
+        ("203.0.113.5:5060", "198.51.100.1"),
+        ("203.0.113.5:5060", "198.51.100.9"),
+        ("[2001:db8::5]:5060", "198.51.100.1"),
+        ("[::ffff:192.0.2.10]:5060", "198.51.100.1"),
+    ]
+    .iter()
+    .map(|(source, local)| AclRequest {
+        source: source.parse().unwrap(),
+        local: local.parse().unwrap(),
+        transport: Proto::Udp,
+    })
+    .collect();
+    let (allowed, count) = allocations(|| {
+        requests
+            .iter()
+            .filter(|r| snapshot.decide(r).is_allow())
+            .count()
+    });
+    assert_eq!(allowed, 4);
+    assert_eq!(count, 0, "decide allocated");
+}

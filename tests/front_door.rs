@@ -452,8 +452,11 @@ async fn suspended_customer_is_refused_by_source_and_by_dedicated_ip() {
         metrics.counter(ACL_DECISIONS_TOTAL, &decision("deny", "customer_suspended")),
         4
     );
-    // Not asserted: acl_customer_decisions_total{ban="300003",result="deny"}. A deny
-    // decision does not carry the customer, so the per-customer deny series stays 0.
+    // A refused customer is still named: its per-customer deny series counts all four.
+    assert_eq!(
+        metrics.counter(ACL_CUSTOMER_DECISIONS_TOTAL, &customer("300003", "deny")),
+        4
+    );
 }
 
 // === hot reload ===

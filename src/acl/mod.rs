@@ -25,9 +25,9 @@ pub use rules::{
 };
 pub use snapshot::{
     AclRequest, ConsideredPrefix, Counts, Decision, DedicatedView, DenyReason, Explanation,
-    MatchedBy, MatchedRule, RuleView, Snapshot, Verdict,
+    MatchedBy, MatchedRule, PrefixSlot, RuleView, Snapshot, Verdict,
 };
-pub use table::{DefaultLpm, IpNetworkTableLpm, LpmTable, PrefixTrieLpm};
+pub use table::{DefaultLpm, LpmTable, PrefixTrieLpm};
 
 /// The current snapshot, swapped whole on reload. Readers never wait and never see a
 /// partial table; a failed build simply never reaches [`Acl::store`].
@@ -81,7 +81,8 @@ mod tests {
         assert_eq!(
             before.decide(&request),
             Decision::Deny {
-                reason: DenyReason::UnknownSource
+                reason: DenyReason::UnknownSource,
+                customer: None,
             }
         );
 

@@ -1,91 +1,53 @@
 //! Longest-prefix-match tables behind one small trait, so the crate that backs them can be
 //! swapped without touching the snapshot.
 //!
-//! A table maps IPv4 and IPv6 prefixes to a `u32` (the snapshot's index of that prefix) and
-//! answers one question: which stored prefix is the longest one containing this address. It is
-//! built once from complete lists and never changed afterwards, which is all a snapshot needs.
+//! A table maps IPv4 and IPv6 prefixes to a small `Copy` value (the snapshot stores where the
+//! prefix's entries sit, so a lookup costs no further indirection) and answers one question:
+//! which stored prefix is the longest one containing this address. It is built once from
+//! complete lists and never changed afterwards, which is all a snapshot needs.
 //!
-//! Two backends are kept so `benches/acl_lookup.rs` can compare them on the same data:
-//! [`IpNetworkTableLpm`] (`ip_network_table`, a tree bitmap) and [`PrefixTrieLpm`]
-//! (`prefix-trie` 0.9, a multibit trie). [`DefaultLpm`] names the one the snapshot uses; the
-//! numbers that chose it are in BENCHMARKS.md.
+//! [`PrefixTrieLpm`] (`prefix-trie` 0.9, a multibit trie) is the backend the snapshot uses:
+//! `benches/acl_lookup.rs` measures it against `ip_network_table` (a tree bitmap, implemented
+//! in the bench through this same trait) and it was faster in every case; the numbers are in
+//! BENCHMARKS.md.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ip_network::{Ipv4Network, Ipv6Network};
-use ip_network_table::IpNetworkTable;
 use ipnet::{Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
 /// The backend the snapshot uses (the faster one in `benches/acl_lookup.rs`).
-pub type DefaultLpm = PrefixTrieLpm;
+pub type DefaultLpm<V> = PrefixTrieLpm<V>;
 
 /// An immutable longest-prefix-match table for both address families.
 ///
 /// Prefixes handed to [`LpmTable::build`] are already truncated (no host bits) and unique per
 /// family; values are opaque to the table.
-pub trait LpmTable: Sized + Send + Sync + 'static {
+pub trait LpmTable<V: Copy>: Sized {
     /// The backend's name, as used in benchmark ids.
     const NAME: &'static str;
 
-    fn build(v4: &[(Ipv4Net, u32)], v6: &[(Ipv6Net, u32)]) -> Self;
+    fn build(v4: &[(Ipv4Net, V)], v6: &[(Ipv6Net, V)]) -> Self;
 
     /// The value of the longest stored IPv4 prefix containing `addr`.
-    fn longest_v4(&self, addr: Ipv4Addr) -> Option<u32>;
+    fn longest_v4(&self, addr: Ipv4Addr) -> Option<V>;
 
     /// The value of the longest stored IPv6 prefix containing `addr`.
-    fn longest_v6(&self, addr: Ipv6Addr) -> Option<u32>;
-}
-
-// === impl IpNetworkTableLpm ===
-
-/// `ip_network_table` 0.2: a tree bitmap per family.
-pub struct IpNetworkTableLpm {
-    table: IpNetworkTable<u32>,
-}
-
-impl LpmTable for IpNetworkTableLpm {
-    const NAME: &'static str = "ip_network_table";
-
-    fn build(v4: &[(Ipv4Net, u32)], v6: &[(Ipv6Net, u32)]) -> Self {
-        let mut table = IpNetworkTable::with_capacity(v4.len(), v6.len());
-        for (net, value) in v4 {
-            // `new_truncate` fails only for a prefix length above 32, which `Ipv4Net` rules out.
-            if let Ok(network) = Ipv4Network::new_truncate(net.network(), net.prefix_len()) {
-                table.insert(network, *value);
-            }
-        }
-        for (net, value) in v6 {
-            if let Ok(network) = Ipv6Network::new_truncate(net.network(), net.prefix_len()) {
-                table.insert(network, *value);
-            }
-        }
-        IpNetworkTableLpm { table }
-    }
-
-    #[inline]
-    fn longest_v4(&self, addr: Ipv4Addr) -> Option<u32> {
-        self.table.longest_match_ipv4(addr).map(|(_, value)| *value)
-    }
-
-    #[inline]
-    fn longest_v6(&self, addr: Ipv6Addr) -> Option<u32> {
-        self.table.longest_match_ipv6(addr).map(|(_, value)| *value)
-    }
+    fn longest_v6(&self, addr: Ipv6Addr) -> Option<V>;
 }
 
 // === impl PrefixTrieLpm ===
 
 /// `prefix-trie` 0.9: a multibit trie per family.
-pub struct PrefixTrieLpm {
-    v4: PrefixMap<Ipv4Net, u32>,
-    v6: PrefixMap<Ipv6Net, u32>,
+pub struct PrefixTrieLpm<V> {
+    v4: PrefixMap<Ipv4Net, V>,
+    v6: PrefixMap<Ipv6Net, V>,
 }
 
-impl LpmTable for PrefixTrieLpm {
+impl<V: Copy> LpmTable<V> for PrefixTrieLpm<V> {
     const NAME: &'static str = "prefix_trie";
 
-    fn build(v4: &[(Ipv4Net, u32)], v6: &[(Ipv6Net, u32)]) -> Self {
+    fn build(v4: &[(Ipv4Net, V)], v6: &[(Ipv6Net, V)]) -> Self {
         let mut map4 = PrefixMap::new();
         for (net, value) in v4 {
             map4.insert(*net, *value);
@@ -98,14 +60,14 @@ impl LpmTable for PrefixTrieLpm {
     }
 
     #[inline]
-    fn longest_v4(&self, addr: Ipv4Addr) -> Option<u32> {
+    fn longest_v4(&self, addr: Ipv4Addr) -> Option<V> {
         self.v4
             .get_lpm(&Ipv4Net::from(addr))
             .map(|(_, value)| *value)
     }
 
     #[inline]
-    fn longest_v6(&self, addr: Ipv6Addr) -> Option<u32> {
+    fn longest_v6(&self, addr: Ipv6Addr) -> Option<V> {
         self.v6
             .get_lpm(&Ipv6Net::from(addr))
             .map(|(_, value)| *value)
@@ -125,7 +87,7 @@ mod tests {
     }
 
     /// The same small table, asked the same questions, through a backend.
-    fn check<T: LpmTable>() {
+    fn check<T: LpmTable<u32>>() {
         let table = T::build(
             &[
                 (v4("10.0.0.0/8"), 1),
@@ -151,18 +113,13 @@ mod tests {
     }
 
     #[test]
-    fn ip_network_table_backend() {
-        check::<IpNetworkTableLpm>();
-    }
-
-    #[test]
     fn prefix_trie_backend() {
-        check::<PrefixTrieLpm>();
+        check::<PrefixTrieLpm<u32>>();
     }
 
     #[test]
     fn default_route_and_empty_tables() {
-        fn check_edges<T: LpmTable>() {
+        fn check_edges<T: LpmTable<u32>>() {
             let empty = T::build(&[], &[]);
             assert_eq!(empty.longest_v4(Ipv4Addr::LOCALHOST), None);
             assert_eq!(empty.longest_v6(Ipv6Addr::LOCALHOST), None);
@@ -170,7 +127,6 @@ mod tests {
             assert_eq!(all.longest_v4(Ipv4Addr::BROADCAST), Some(7), "{}", T::NAME);
             assert_eq!(all.longest_v6(Ipv6Addr::LOCALHOST), Some(8));
         }
-        check_edges::<IpNetworkTableLpm>();
-        check_edges::<PrefixTrieLpm>();
+        check_edges::<PrefixTrieLpm<u32>>();
     }
 }

@@ -104,8 +104,8 @@ impl Core {
             transport: inbound.transport,
         };
         match snapshot.decide(&request) {
-            Decision::Deny { reason } => {
-                self.metrics.decision(false, reason.as_str(), None);
+            Decision::Deny { reason, customer } => {
+                self.metrics.decision(false, reason.as_str(), customer);
                 tracing::debug!(peer.addr = %inbound.source, acl.reason = reason.as_str(), "denied");
                 if method == Method::Ack {
                     self.metrics.dropped(DropReason::AbsorbedAck);
