@@ -45,7 +45,7 @@ pub enum AclCommand {
     Explain {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// The request's source: IP or IP:PORT ([IPv6]:PORT).
+        /// The request's source: IP or IP:PORT (an IPv6 address with a port in brackets).
         #[arg(long, value_parser = parse_source)]
         source: SocketAddr,
         /// The local IP the request arrived on (for dedicated-IP customers).
