@@ -79,6 +79,11 @@ impl Core {
 
     /// A datagram: scanned here, with datagram framing.
     pub fn on_datagram(&self, bytes: Bytes, inbound: &Inbound) -> Replies {
+        if !bytes.is_empty() && bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
+            // A CRLF keep-alive over UDP: nothing to answer, and not a parse error.
+            self.metrics.dropped(DropReason::Keepalive);
+            return Replies::new();
+        }
         match RawMessage::scan(bytes, Framing::Datagram, &self.settings.limits) {
             Ok(raw) => self.on_message(raw, inbound),
             Err(error) => {
@@ -295,4 +300,118 @@ fn to_tag(request: &RawMessage) -> [u8; 16] {
         *b = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
     }
     tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::{AclEntry, RuleSet, Snapshot};
+    use crate::telemetry::names::SIP_DROPPED_TOTAL;
+
+    const PBX: &str = "192.0.2.10:40000";
+    const EDGE: &str = "198.51.100.1:5060";
+
+    fn core() -> (Core, Arc<Metrics>) {
+        let rules = RuleSet {
+            entries: vec![AclEntry {
+                origin: "test".to_owned(),
+                group: 1,
+                network: "192.0.2.10/32".parse().unwrap(),
+                port: 0,
+                proto: Proto::Any,
+                ban: "100001".to_owned(),
+                trunk_group: None,
+            }],
+            ..RuleSet::default()
+        };
+        let metrics = Metrics::new();
+        let settings = CoreSettings {
+            limits: Limits::default(),
+            deny_action: DenyAction::Reject,
+            deny_reason_in_reply: false,
+            retry_after_secs: 30,
+        };
+        let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
+        (Core::new(settings, acl, metrics.clone()), metrics)
+    }
+
+    fn inbound(source: &str) -> Inbound {
+        Inbound {
+            source: source.parse().unwrap(),
+            local: EDGE.parse().unwrap(),
+            transport: Proto::Udp,
+        }
+    }
+
+    fn request(method: &str, via: &str) -> Bytes {
+        Bytes::from(format!(
+            "{method} sip:198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKx\r\n\
+             From: <sip:pbx@example.com>;tag=1\r\nTo: <sip:198.51.100.1>\r\nCall-ID: c1\r\n\
+             CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    fn status(reply: &Reply) -> u16 {
+        Message::parse(reply.bytes.clone())
+            .expect("reply parses")
+            .status()
+            .expect("a response")
+    }
+
+    #[test]
+    fn known_source_options_answered_at_the_sent_by_port() {
+        let (core, _) = core();
+        let replies = core.on_datagram(request("OPTIONS", "192.0.2.10:5070"), &inbound(PBX));
+        assert_eq!(replies.len(), 1);
+        assert_eq!(status(&replies[0]), 200);
+        // No rport: back to the source IP at the sent-by port (RFC 3261 18.2.2).
+        assert_eq!(replies[0].to, "192.0.2.10:5070".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_source_gets_403_and_its_ack_nothing() {
+        let (core, _) = core();
+        let replies = core.on_datagram(
+            request("INVITE", "192.0.2.11;rport"),
+            &inbound("192.0.2.11:5060"),
+        );
+        assert_eq!(replies.iter().map(status).collect::<Vec<_>>(), vec![403]);
+        assert!(core
+            .on_datagram(request("ACK", "192.0.2.11"), &inbound("192.0.2.11:5060"))
+            .is_empty());
+    }
+
+    #[test]
+    fn allowed_invite_gets_100_then_503() {
+        let (core, _) = core();
+        let replies = core.on_datagram(request("INVITE", "192.0.2.10;rport"), &inbound(PBX));
+        assert_eq!(
+            replies.iter().map(status).collect::<Vec<_>>(),
+            vec![100, 503]
+        );
+        assert!(
+            replies.iter().all(|r| r.to == PBX.parse().unwrap()),
+            "rport: back to the source port"
+        );
+    }
+
+    #[test]
+    fn keepalives_responses_and_garbage_get_nothing() {
+        let (core, metrics) = core();
+        for datagram in [&b"\r\n\r\n"[..], b"\r\n", b"\x16\x03\x01garbage", b""] {
+            assert!(core
+                .on_datagram(Bytes::copy_from_slice(datagram), &inbound(PBX))
+                .is_empty());
+        }
+        let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\
+                        To: <sip:c@d>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(core
+            .on_datagram(Bytes::from(response), &inbound(PBX))
+            .is_empty());
+        let text = metrics.render();
+        for (reason, count) in [("keepalive", 2), ("garbage", 2), ("stray_response", 1)] {
+            let line = format!("{SIP_DROPPED_TOTAL}{{reason=\"{reason}\"}} {count}");
+            assert!(text.contains(&line), "missing {line}");
+        }
+    }
 }

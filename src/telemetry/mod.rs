@@ -57,15 +57,18 @@ pub enum DropReason {
     AbsorbedAck,
     /// A request from a denied source, with `deny_action = "drop"`.
     Denied,
+    /// A datagram of nothing but CR and LF: a NAT keep-alive some PBXs send over UDP.
+    Keepalive,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 5] = [
+    const ALL: [DropReason; 6] = [
         DropReason::Garbage,
         DropReason::MalformedResponse,
         DropReason::StrayResponse,
         DropReason::AbsorbedAck,
         DropReason::Denied,
+        DropReason::Keepalive,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl DropReason {
             DropReason::StrayResponse => "stray_response",
             DropReason::AbsorbedAck => "absorbed_ack",
             DropReason::Denied => "denied",
+            DropReason::Keepalive => "keepalive",
         }
     }
 }
