@@ -46,6 +46,24 @@ impl std::fmt::Debug for Head {
 
 const PING: &[u8] = b"\r\n\r\n";
 
+/// Where the header section ends (just past its empty line), by the scanner's own rule: a
+/// line end (LF, with or without CR) followed by an empty line. `Err(resume)` says where to
+/// look again once more bytes have arrived.
+fn header_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let mut i = from;
+    while let Some(offset) = memchr::memchr(b'\n', &buf[i..]) {
+        let lf = i + offset;
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) => return Ok(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Ok(lf + 3),
+            // Cannot tell yet whether an empty line follows.
+            (None, _) | (Some(b'\r'), None) => return Err(lf),
+            _ => i = lf + 1,
+        }
+    }
+    Err(buf.len())
+}
+
 impl StreamFramer {
     pub fn new(limits: Limits) -> Self {
         StreamFramer {
@@ -110,19 +128,30 @@ impl StreamFramer {
                     break;
                 }
             }
-            let from = self.searched.saturating_sub(PING.len() - 1);
-            if memchr::memmem::find(&self.buf[from..], PING).is_none() {
-                self.searched = self.buf.len();
-                if self.buf.len() > self.limits.max_message_size {
-                    return Err(ParseError::TooLarge {
-                        size: self.buf.len(),
-                        limit: self.limits.max_message_size,
-                    });
+            // Only the first `max_message_size` bytes may hold the header section: looking no
+            // further makes the outcome the same whichever way the reads were split.
+            let max = self.limits.max_message_size;
+            let window = &self.buf[..self.buf.len().min(max)];
+            let too_large = ParseError::TooLarge { size: max + 1, limit: max };
+            let Some(start) = window.iter().position(|&b| b != b'\r' && b != b'\n') else {
+                return if self.buf.len() >= max { Err(too_large) } else { Ok(None) };
+            };
+            let end = match header_end(window, self.searched.max(start)) {
+                Ok(end) => end,
+                Err(resume) => {
+                    self.searched = resume;
+                    if self.buf.len() < max {
+                        return Ok(None);
+                    }
+                    // The header section cannot end within the limit. Report a fault the
+                    // scanner finds in the window first, as a read of it all at once would.
+                    scan_head(window, &self.limits)?;
+                    return Err(too_large);
                 }
-                return Ok(None);
-            }
-            let Some(head) = scan_head(&self.buf, &self.limits)? else {
-                return Ok(None);
+            };
+            // The head is complete: scan exactly it, not the bytes that follow.
+            let Some(head) = scan_head(&self.buf[..end], &self.limits)? else {
+                return Err(ParseError::Truncated);
             };
             if head.content_length_broken() {
                 let broken = ParseError::BadHeader(HeaderName::ContentLength);

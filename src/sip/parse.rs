@@ -92,10 +92,19 @@ fn find_line(
             }
             Ok(Some((end, nl + 1)))
         }
-        None if buf.len() - from > limits.max_line_len => Err(ParseError::LineTooLong {
-            limit: limits.max_line_len,
-        }),
-        None => Ok(None),
+        None => {
+            // A line still waiting for its LF: a CR already received belongs to the line end,
+            // so a line of exactly the limit is judged the same however the reads fell.
+            let waiting_cr = buf.len() > from && buf[buf.len() - 1] == b'\r';
+            if buf.len() - from - usize::from(waiting_cr) > limits.max_line_len {
+                Err(ParseError::LineTooLong {
+                    limit: limits.max_line_len,
+                })
+            } else {
+                Ok(None)
+            }
+        }
+        
     }
 }
 
