@@ -132,9 +132,16 @@ impl StreamFramer {
             // further makes the outcome the same whichever way the reads were split.
             let max = self.limits.max_message_size;
             let window = &self.buf[..self.buf.len().min(max)];
-            let too_large = ParseError::TooLarge { size: max + 1, limit: max };
+            let too_large = ParseError::TooLarge {
+                size: max + 1,
+                limit: max,
+            };
             let Some(start) = window.iter().position(|&b| b != b'\r' && b != b'\n') else {
-                return if self.buf.len() >= max { Err(too_large) } else { Ok(None) };
+                return if self.buf.len() >= max {
+                    Err(too_large)
+                } else {
+                    Ok(None)
+                };
             };
             let end = match header_end(window, self.searched.max(start)) {
                 Ok(end) => end,
@@ -295,5 +302,83 @@ mod tests {
         let bad = A.replace("CSeq: 1 INVITE", "CSeq: x INVITE");
         let got = frames(&[bad.as_bytes(), B.as_bytes()]).unwrap();
         assert_eq!(got, vec![bad.clone(), B.to_owned()]);
+    }
+
+    /// Feeds `stream` whole and in every two-piece split; every run must give the same
+    /// outcome (frames, then the final error if any). The fuzzer's `stream_framing`
+    /// invariant, on the inputs that once broke it.
+    fn same_however_split(stream: &[u8], limits: Limits) -> Vec<Result<String, ParseError>> {
+        let run = |cuts: &[usize]| {
+            let mut f = StreamFramer::new(limits);
+            let mut out = Vec::new();
+            let mut from = 0;
+            for &cut in cuts.iter().chain([&stream.len()]) {
+                f.extend(&stream[from..cut]);
+                from = cut;
+                loop {
+                    match f.next_frame() {
+                        Ok(Some(Frame::Message(m))) => {
+                            out.push(Ok(String::from_utf8_lossy(m.bytes()).into_owned()))
+                        }
+                        Ok(Some(Frame::Ping)) => out.push(Ok("PING".to_owned())),
+                        Ok(None) => break,
+                        Err(e) => {
+                            out.push(Err(e));
+                            return out;
+                        }
+                    }
+                }
+            }
+            out
+        };
+        let whole = run(&[]);
+        for cut in 1..stream.len() {
+            assert_eq!(run(&[cut]), whole, "split at {cut}");
+        }
+        whole
+    }
+
+    fn small() -> Limits {
+        Limits {
+            max_message_size: 1024,
+            max_headers: 24,
+            max_line_len: 256,
+        }
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_frames_even_split_between_cr_and_lf() {
+        let stream = format!(
+            "OPTIONS sip:a SIP/2.0\r\nX: {}\r\nl: 0\r\n\r\n",
+            "a".repeat(253)
+        );
+        assert!(same_however_split(stream.as_bytes(), small())[0].is_ok());
+    }
+
+    #[test]
+    fn headers_ended_by_bare_lf_frame_like_the_scanner_reads_them() {
+        let stream =
+            format!("OPTIONS sip:a SIP/2.0\r\nl: 3\n\r\nabcOPTIONS sip:b SIP/2.0\r\nl: 0\r\n\r\n");
+        let frames = same_however_split(stream.as_bytes(), small());
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn an_oversized_head_gives_one_error_however_split() {
+        let head = format!(
+            "OPTIONS sip:a SIP/2.0\r\n{}",
+            format!("X: {}\r\n", "a".repeat(200)).repeat(5)
+        );
+        for stream in [format!("{head}\r\n"), format!("{head}l: 0\r\n\r\n")] {
+            let frames = same_however_split(stream.as_bytes(), small());
+            assert_eq!(
+                frames,
+                vec![Err(ParseError::TooLarge {
+                    size: 1025,
+                    limit: 1024
+                })]
+            );
+        }
     }
 }
