@@ -110,7 +110,7 @@ impl Core {
         };
         match snapshot.decide(&request) {
             Decision::Deny { reason, customer } => {
-                self.metrics.decision(false, reason.as_str(), customer);
+                self.metrics.denied(reason, customer);
                 tracing::debug!(peer.addr = %inbound.source, acl.reason = reason.as_str(), "denied");
                 if method == Method::Ack {
                     self.metrics.dropped(DropReason::AbsorbedAck);
@@ -134,7 +134,7 @@ impl Core {
                 trunk,
                 via,
             } => {
-                self.metrics.decision(true, via.as_str(), Some(customer));
+                self.metrics.allowed(via, customer);
                 tracing::trace!(peer.addr = %inbound.source, customer.ban = customer, trunk.id = ?trunk, "allowed");
                 self.on_allowed(raw, method, inbound)
             }

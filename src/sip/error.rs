@@ -42,6 +42,34 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// Every [`ParseError::kind`] label, in [`ParseError::kind_index`] order.
+    pub const KINDS: [&'static str; 15] = [
+        "too_large",
+        "too_many_headers",
+        "line_too_long",
+        "truncated",
+        "bad_start_line",
+        "bad_method",
+        "bad_request_uri",
+        "bad_status_code",
+        "version_not_supported",
+        "bad_header_line",
+        "missing_header",
+        "multiple_values",
+        "bad_header",
+        "cseq_method_mismatch",
+        "content_length_mismatch",
+    ];
+
+    /// The position of this error's label in [`ParseError::KINDS`], for metric handles kept in
+    /// an array.
+    pub fn kind_index(self) -> usize {
+        Self::KINDS
+            .iter()
+            .position(|k| *k == self.kind())
+            .unwrap_or(0)
+    }
+
     /// A short stable label for metrics (`parse_errors_total{kind=...}`).
     pub const fn kind(self) -> &'static str {
         match self {
@@ -67,6 +95,34 @@ impl ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_listed() {
+        let samples = [
+            ParseError::TooLarge { size: 2, limit: 1 },
+            ParseError::TooManyHeaders { limit: 1 },
+            ParseError::LineTooLong { limit: 1 },
+            ParseError::Truncated,
+            ParseError::BadStartLine,
+            ParseError::BadMethod,
+            ParseError::BadRequestUri,
+            ParseError::BadStatusCode,
+            ParseError::VersionNotSupported,
+            ParseError::BadHeaderLine,
+            ParseError::Missing(HeaderName::Via),
+            ParseError::Multiple(HeaderName::To),
+            ParseError::BadHeader(HeaderName::CSeq),
+            ParseError::CSeqMethodMismatch,
+            ParseError::ContentLengthMismatch {
+                declared: 2,
+                available: 1,
+            },
+        ];
+        for (i, e) in samples.into_iter().enumerate() {
+            assert_eq!(e.kind_index(), i);
+            assert_eq!(ParseError::KINDS[i], e.kind());
+        }
+    }
 
     #[test]
     fn display_is_a_reason_phrase() {

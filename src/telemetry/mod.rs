@@ -10,7 +10,7 @@ pub mod names;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 pub use admin::serve_admin;
 
 use crate::acl::rules::Proto;
+use crate::acl::{DenyReason, MatchedBy};
 use crate::sip::{Method, ParseError};
 use names::*;
 
@@ -114,10 +115,12 @@ pub struct Metrics {
     handle: PrometheusHandle,
     requests: Vec<[Counter; 3]>,
     responses: Vec<OnceLock<Counter>>,
-    decisions: HashMap<&'static str, Counter>,
+    /// Allowed decisions by [`MatchedBy`], refused ones by [`DenyReason`].
+    allowed: [Counter; 2],
+    denied: [Counter; 4],
     customers: ArcSwap<CustomerCounters>,
     customers_other: [Counter; 2],
-    parse_errors: Mutex<HashMap<&'static str, Counter>>,
+    parse_errors: Vec<Counter>,
     dropped: Vec<Counter>,
     pub tcp_open: Gauge,
     pub tcp_accepted: Counter,
@@ -151,23 +154,19 @@ impl Metrics {
                 })
             })
             .collect();
-        let mut decisions = HashMap::new();
-        for (result, reason) in [
-            ("allow", "source_ip"),
-            ("allow", "dedicated_ip"),
-            ("deny", "unknown_source"),
-            ("deny", "customer_suspended"),
-            ("deny", "trunk_disabled"),
-            ("deny", "transport_not_allowed"),
-        ] {
-            decisions.insert(
-                reason,
-                counter(
-                    ACL_DECISIONS_TOTAL,
-                    vec![Label::new("result", result), Label::new("reason", reason)],
-                ),
-            );
-        }
+        let decision = |result: &'static str, reason: &'static str| {
+            counter(
+                ACL_DECISIONS_TOTAL,
+                vec![Label::new("result", result), Label::new("reason", reason)],
+            )
+        };
+        let allowed = [MatchedBy::SourceIp, MatchedBy::DedicatedIp]
+            .map(|via| decision("allow", via.as_str()));
+        let denied = DenyReason::ALL.map(|reason| decision("deny", reason.as_str()));
+        let parse_errors = ParseError::KINDS
+            .iter()
+            .map(|kind| counter(SIP_PARSE_ERRORS_TOTAL, vec![Label::new("kind", *kind)]))
+            .collect();
         let customer = |ban: String| {
             ["allow", "deny"].map(|result| {
                 counter(
@@ -195,10 +194,11 @@ impl Metrics {
         Arc::new(Metrics {
             requests,
             responses: (100..700).map(|_| OnceLock::new()).collect(),
-            decisions,
+            allowed,
+            denied,
             customers: ArcSwap::from_pointee(CustomerCounters::default()),
             customers_other,
-            parse_errors: Mutex::new(HashMap::new()),
+            parse_errors,
             dropped,
             tcp_open,
             tcp_accepted,
@@ -236,16 +236,24 @@ impl Metrics {
         .increment(1);
     }
 
-    /// Counts an ACL decision: `reason` is the match path for allows, the deny reason else.
-    pub fn decision(&self, allowed: bool, reason: &'static str, ban: Option<&str>) {
-        if let Some(c) = self.decisions.get(reason) {
-            c.increment(1);
-        }
+    /// Counts an allowed request, by how it was recognised and by customer.
+    pub fn allowed(&self, via: MatchedBy, ban: &str) {
+        self.allowed[via as usize].increment(1);
+        self.customer_counter(ban, 0);
+    }
+
+    /// Counts a refused request, by reason and, when it was recognised, by customer.
+    pub fn denied(&self, reason: DenyReason, ban: Option<&str>) {
+        self.denied[reason as usize].increment(1);
         if let Some(ban) = ban {
-            let customers = self.customers.load();
-            let pair = customers.by_ban.get(ban).unwrap_or(&self.customers_other);
-            pair[usize::from(!allowed)].increment(1);
+            self.customer_counter(ban, 1);
         }
+    }
+
+    fn customer_counter(&self, ban: &str, result: usize) {
+        let customers = self.customers.load();
+        let pair = customers.by_ban.get(ban).unwrap_or(&self.customers_other);
+        pair[result].increment(1);
     }
 
     /// Rebuilds the per-customer counters for the customers now known (first
@@ -280,16 +288,9 @@ impl Metrics {
     }
 
     pub fn parse_error(&self, error: ParseError) {
-        let kind = error.kind();
-        let mut map = self.parse_errors.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(kind)
-            .or_insert_with(|| {
-                self.recorder.register_counter(
-                    &Key::from_parts(SIP_PARSE_ERRORS_TOTAL, vec![Label::new("kind", kind)]),
-                    &META,
-                )
-            })
-            .increment(1);
+        if let Some(counter) = self.parse_errors.get(error.kind_index()) {
+            counter.increment(1);
+        }
     }
 
     pub fn dropped(&self, reason: DropReason) {
