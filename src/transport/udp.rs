@@ -26,19 +26,16 @@ use crate::proxy::{Core, Inbound};
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Binds one UDP socket with a large receive buffer; `SO_REUSEPORT` when several sockets
-/// share the address so the kernel spreads senders across them. Port 0 picks a port no
-/// other socket holds.
+/// share the address so the kernel spreads senders across them. A port another socket
+/// holds is refused (`AddrInUse`), and port 0 picks a free one.
 pub fn bind(address: SocketAddr, config: &UdpConfig) -> io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
         Some(Protocol::UDP),
     )?;
-    // Only for a configured port: with port 0 the kernel would hand out a port already held
-    // by another `SO_REUSEADDR` socket, and two listeners would silently share it.
-    if address.port() != 0 {
-        socket.set_reuse_address(true)?;
-    }
+    // No SO_REUSEADDR: UDP has no TIME_WAIT to skip, and on Linux it would let a second
+    // process (a stray second edge) bind the same port and silently take its traffic.
     if config.sockets_per_listener > 1 {
         socket.set_reuse_port(true)?;
     }
@@ -222,7 +219,7 @@ mod tests {
     async fn port_zero_picks_a_port_no_other_listener_can_share() {
         let first = bind(SocketAddr::from(([127, 0, 0, 1], 0)), &config(1)).unwrap();
         let taken = first.local_addr().unwrap();
-        // A second listener configured with that port (SO_REUSEADDR) must not share it.
+        // A second listener configured with that port must not share it.
         let second = bind(taken, &config(1));
         assert_eq!(
             second.err().map(|e| e.kind()),
