@@ -104,7 +104,6 @@ fn find_line(
                 Ok(None)
             }
         }
-        
     }
 }
 
