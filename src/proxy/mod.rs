@@ -6,6 +6,7 @@
 //! answer a response or an ACK.
 
 mod core;
+pub mod dialog;
 pub mod transaction;
 
 pub use self::core::{Core, CoreSettings, Inbound, Replies, Reply, ALLOW};
