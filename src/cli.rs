@@ -134,11 +134,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
 /// both need.
 fn load_snapshot(path: &std::path::Path) -> Result<(Config, TrunksFile, Snapshot), CliError> {
     let (config, trunks) = Config::load_all(path)?;
-    let snapshot =
-        Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| StartError::Acl {
-            file: config.acl.trunks_file.display().to_string(),
-            source: Box::new(source),
-        })?;
+    let snapshot = crate::edge::build_snapshot(&config, &trunks)?;
     Ok((config, trunks, snapshot))
 }
 

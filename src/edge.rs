@@ -44,14 +44,18 @@ impl Drop for Edge {
     }
 }
 
+/// The snapshot the config's trunks file builds, with a failure named after that file.
+pub fn build_snapshot(config: &Config, trunks: &TrunksFile) -> Result<Snapshot, StartError> {
+    Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| StartError::Acl {
+        file: config.acl.trunks_file.display().to_string(),
+        source: Box::new(source),
+    })
+}
+
 /// Binds everything and starts serving. Must be called inside a tokio runtime.
 pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartError> {
     let metrics = Metrics::new();
-    let snapshot =
-        Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| StartError::Acl {
-            file: config.acl.trunks_file.display().to_string(),
-            source: Box::new(source),
-        })?;
+    let snapshot = build_snapshot(config, &trunks)?;
     let acl = Arc::new(Acl::new(Snapshot::empty()));
     publish(&acl, &metrics, snapshot, &trunks.rules);
     metrics.acl_reload(crate::acl::reload::FILE_SOURCE, true, 0.0);

@@ -28,16 +28,6 @@ pub enum ReloadError {
     },
 }
 
-/// Parses the trunks file and builds a snapshot from it.
-pub fn snapshot_from_file(file: &Path, group: u32) -> Result<(Snapshot, RuleSet), ReloadError> {
-    let trunks = load_trunks(file)?;
-    let snapshot = Snapshot::build(&trunks.rules, group).map_err(|source| ReloadError::Acl {
-        file: file.to_owned(),
-        source: Box::new(source),
-    })?;
-    Ok((snapshot, trunks.rules))
-}
-
 /// Makes `snapshot` current and updates the gauges that describe it.
 pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet) {
     let counts = snapshot.counts();

@@ -63,32 +63,29 @@ impl ParseError {
 
     /// The position of this error's label in [`ParseError::KINDS`], for metric handles kept in
     /// an array.
-    pub fn kind_index(self) -> usize {
-        Self::KINDS
-            .iter()
-            .position(|k| *k == self.kind())
-            .unwrap_or(0)
+    pub const fn kind_index(self) -> usize {
+        match self {
+            ParseError::TooLarge { .. } => 0,
+            ParseError::TooManyHeaders { .. } => 1,
+            ParseError::LineTooLong { .. } => 2,
+            ParseError::Truncated => 3,
+            ParseError::BadStartLine => 4,
+            ParseError::BadMethod => 5,
+            ParseError::BadRequestUri => 6,
+            ParseError::BadStatusCode => 7,
+            ParseError::VersionNotSupported => 8,
+            ParseError::BadHeaderLine => 9,
+            ParseError::Missing(_) => 10,
+            ParseError::Multiple(_) => 11,
+            ParseError::BadHeader(_) => 12,
+            ParseError::CSeqMethodMismatch => 13,
+            ParseError::ContentLengthMismatch { .. } => 14,
+        }
     }
 
     /// A short stable label for metrics (`parse_errors_total{kind=...}`).
     pub const fn kind(self) -> &'static str {
-        match self {
-            ParseError::TooLarge { .. } => "too_large",
-            ParseError::TooManyHeaders { .. } => "too_many_headers",
-            ParseError::LineTooLong { .. } => "line_too_long",
-            ParseError::Truncated => "truncated",
-            ParseError::BadStartLine => "bad_start_line",
-            ParseError::BadMethod => "bad_method",
-            ParseError::BadRequestUri => "bad_request_uri",
-            ParseError::BadStatusCode => "bad_status_code",
-            ParseError::VersionNotSupported => "version_not_supported",
-            ParseError::BadHeaderLine => "bad_header_line",
-            ParseError::Missing(_) => "missing_header",
-            ParseError::Multiple(_) => "multiple_values",
-            ParseError::BadHeader(_) => "bad_header",
-            ParseError::CSeqMethodMismatch => "cseq_method_mismatch",
-            ParseError::ContentLengthMismatch { .. } => "content_length_mismatch",
-        }
+        Self::KINDS[self.kind_index()]
     }
 }
 

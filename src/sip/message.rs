@@ -11,7 +11,8 @@ use smallvec::SmallVec;
 use super::parse::{self, Framing, Limits};
 use super::uri::{parse_uri, Scheme, Uri, UriSpans};
 use super::value::{
-    parse_cseq, parse_name_addr, parse_via, CommaSplit, NameAddrSpans, Rport, ViaSpans,
+    parse_cseq, parse_first_via, parse_name_addr, parse_via, CommaSplit, NameAddrSpans, Rport,
+    ViaSpans,
 };
 use super::{HeaderName, ParseError, Span};
 
@@ -373,10 +374,8 @@ impl Message {
             .enumerate()
             .find(|(_, h)| h.name == HeaderName::Via)
             .ok_or(ParseError::Missing(HeaderName::Via))?;
-        let via = CommaSplit::new(buf, via_h.value)
-            .next()
-            .and_then(|element| parse_via(buf, element))
-            .ok_or(ParseError::BadHeader(HeaderName::Via))?;
+        let via =
+            parse_first_via(buf, via_h.value).ok_or(ParseError::BadHeader(HeaderName::Via))?;
         let (_, call_id) = single(raw, HeaderName::CallId)?;
         let call_id = call_id.value;
         if call_id.is_empty() || call_id.slice(buf).iter().any(|&b| b <= b' ') {

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::edit::{via_received_splices, write_spliced, Insert, Splice, Splices};
 use super::message::RawMessage;
-use super::value::{parse_name_addr, parse_via, CommaSplit, Rport};
+use super::value::{parse_first_via, parse_name_addr, Rport};
 use super::HeaderName;
 
 /// The standard reason phrase for the codes the edge sends; "Unknown" otherwise.
@@ -44,8 +44,7 @@ pub fn response_destination(request: &RawMessage, source: SocketAddr) -> SocketA
     let top_via = request
         .headers_named(HeaderName::Via)
         .next()
-        .and_then(|h| CommaSplit::new(buf, h.value).next())
-        .and_then(|e| parse_via(buf, e));
+        .and_then(|h| parse_first_via(buf, h.value));
     match top_via {
         Some(via) if via.rport == Rport::Absent => {
             SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
@@ -121,8 +120,7 @@ impl<'a> ResponseBuilder<'a> {
         for h in req.headers_named(HeaderName::Via) {
             let mut splices = Splices::new();
             if let (true, Some(source)) = (top_via, self.source) {
-                let first = CommaSplit::new(buf, h.value).next();
-                if let Some(via) = first.and_then(|e| parse_via(buf, e)) {
+                if let Some(via) = parse_first_via(buf, h.value) {
                     via_received_splices(&via, source, &mut splices);
                     splices.sort_by_key(|s| s.start);
                 }

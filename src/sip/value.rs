@@ -257,6 +257,13 @@ pub(crate) struct ViaSpans {
     pub params_end: u32,
 }
 
+/// The first via-parm of a Via field's value (the top Via when it is the first field).
+pub(crate) fn parse_first_via(buf: &[u8], value: Span) -> Option<ViaSpans> {
+    CommaSplit::new(buf, value)
+        .next()
+        .and_then(|element| parse_via(buf, element))
+}
+
 /// Parses one via-parm: `sent-protocol LWS sent-by *( SEMI via-params )`.
 pub(crate) fn parse_via(buf: &[u8], element: Span) -> Option<ViaSpans> {
     let (start, end) = (element.start as usize, element.end as usize);

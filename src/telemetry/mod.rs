@@ -167,15 +167,7 @@ impl Metrics {
             .iter()
             .map(|kind| counter(SIP_PARSE_ERRORS_TOTAL, vec![Label::new("kind", *kind)]))
             .collect();
-        let customer = |ban: String| {
-            ["allow", "deny"].map(|result| {
-                counter(
-                    ACL_CUSTOMER_DECISIONS_TOTAL,
-                    vec![Label::new("ban", ban.clone()), Label::new("result", result)],
-                )
-            })
-        };
-        let customers_other = customer("other".to_owned());
+        let customers_other = customer_counters(&recorder, "other");
         let dropped = DropReason::ALL
             .iter()
             .map(|r| counter(SIP_DROPPED_TOTAL, vec![Label::new("reason", r.as_str())]))
@@ -267,20 +259,11 @@ impl Metrics {
             .into_iter()
             .take(MAX_CUSTOMER_LABELS)
             .map(|ban| {
-                let pair = current.by_ban.get(ban).cloned().unwrap_or_else(|| {
-                    ["allow", "deny"].map(|result| {
-                        self.recorder.register_counter(
-                            &Key::from_parts(
-                                ACL_CUSTOMER_DECISIONS_TOTAL,
-                                vec![
-                                    Label::new("ban", ban.to_owned()),
-                                    Label::new("result", result),
-                                ],
-                            ),
-                            &META,
-                        )
-                    })
-                });
+                let pair = current
+                    .by_ban
+                    .get(ban)
+                    .cloned()
+                    .unwrap_or_else(|| customer_counters(&self.recorder, ban));
                 (ban.to_owned(), pair)
             })
             .collect();
@@ -294,9 +277,8 @@ impl Metrics {
     }
 
     pub fn dropped(&self, reason: DropReason) {
-        if let Some(i) = DropReason::ALL.iter().position(|r| *r == reason) {
-            self.dropped[i].increment(1);
-        }
+        // `ALL` lists the reasons in declaration order, so the discriminant is the index.
+        self.dropped[reason as usize].increment(1);
     }
 
     /// Records a reload attempt of an ACL source.
@@ -351,6 +333,20 @@ impl Metrics {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+/// The `[allow, deny]` decision counters of one customer (or of `other`).
+fn customer_counters(recorder: &PrometheusRecorder, ban: &str) -> [Counter; 2] {
+    ["allow", "deny"].map(|result| {
+        let labels = vec![
+            Label::new("ban", ban.to_owned()),
+            Label::new("result", result),
+        ];
+        recorder.register_counter(
+            &Key::from_parts(ACL_CUSTOMER_DECISIONS_TOTAL, labels),
+            &META,
+        )
+    })
 }
 
 fn describe(recorder: &PrometheusRecorder) {
