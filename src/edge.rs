@@ -4,15 +4,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use crate::acl::reload::{publish, watch_file};
+use crate::acl::rules::Proto;
 use crate::acl::{Acl, AclError, Snapshot};
 use crate::config::{Config, ListenerTransport, TrunksFile};
-use crate::proxy::{Core, CoreSettings};
+use crate::proxy::{Core, CoreSettings, ForwardSettings, Forwarder, ListenerFace, Side};
+use crate::route::RouteTable;
 use crate::telemetry::{serve_admin, Metrics};
-use crate::transport::{tcp, udp};
+use crate::transport::{egress, run_timers, tcp, udp, Dispatcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -30,9 +33,13 @@ pub enum StartError {
 pub struct Edge {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// Bound egress addresses (UDP, and TCP on the same port); empty without `[proxy]`.
+    pub egress: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub acl: Arc<Acl>,
+    pub core: Arc<Core>,
+    dispatcher: Arc<Dispatcher>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -40,6 +47,39 @@ impl Drop for Edge {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        self.dispatcher.shutdown();
+    }
+}
+
+impl Edge {
+    /// SIGTERM behaviour: new INVITEs get 503 with Retry-After, `/readyz` turns 503, and
+    /// everything in flight keeps being served. Resolves when `drain` has passed, or earlier
+    /// once no transaction has been live for a second.
+    pub async fn drain(&self, drain: Duration) {
+        self.metrics.set_ready(false);
+        let Some(forwarder) = self.core.forwarder() else {
+            return;
+        };
+        forwarder.start_drain();
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::info!(live = forwarder.live_transactions(), "drain time over");
+                return;
+            }
+            if forwarder.live_transactions() == 0 {
+                let since = *idle_since.get_or_insert(now);
+                if now - since >= Duration::from_secs(1) {
+                    tracing::info!("drained: no live transactions");
+                    return;
+                }
+            } else {
+                idle_since = None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -51,6 +91,9 @@ pub fn build_snapshot(config: &Config, trunks: &TrunksFile) -> Result<Snapshot, 
         source: Box::new(source),
     })
 }
+
+/// How often protocol timers are checked (retransmissions, timeouts, probes).
+const TIMER_TICK: Duration = Duration::from_millis(10);
 
 /// Binds everything and starts serving. Must be called inside a tokio runtime.
 pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartError> {
@@ -66,9 +109,7 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         deny_reason_in_reply: config.acl.deny_reason_in_reply,
         retry_after_secs: config.retry_after_secs,
     };
-    let core = Arc::new(Core::new(settings, acl.clone(), metrics.clone()));
     let mut tasks = Vec::new();
-    let (mut udp_addrs, mut tcp_addrs) = (Vec::new(), Vec::new());
 
     let admin = tcp::bind(config.admin).map_err(|source| StartError::Bind {
         what: "admin",
@@ -78,12 +119,17 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
     let admin_addr = admin.local_addr().unwrap_or(config.admin);
     tasks.push(tokio::spawn(serve_admin(admin, metrics.clone())));
 
+    // Bind every socket first: the forwarder needs the bound addresses.
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    let mut faces = Vec::new();
     for listener in &config.listeners {
         let address = listener.address;
         match listener.transport {
             ListenerTransport::Udp => {
                 // The first socket fixes the port (port 0 picks one); the others share it.
                 let mut bound = address;
+                let mut sockets = Vec::new();
                 for _ in 0..config.udp.sockets_per_listener {
                     let socket =
                         udp::bind(bound, &config.udp).map_err(|source| StartError::Bind {
@@ -92,9 +138,14 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
                             source,
                         })?;
                     bound = socket.local_addr().unwrap_or(bound);
-                    tasks.push(tokio::spawn(udp::serve(socket, core.clone())));
+                    sockets.push(Arc::new(socket));
                 }
-                udp_addrs.push(bound);
+                faces.push(ListenerFace {
+                    transport: Proto::Udp,
+                    bound,
+                    advertise: listener.advertise.clone(),
+                });
+                udp_sockets.push(sockets);
             }
             ListenerTransport::Tcp => {
                 let socket = tcp::bind(address).map_err(|source| StartError::Bind {
@@ -102,15 +153,86 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
                     address,
                     source,
                 })?;
-                tcp_addrs.push(socket.local_addr().unwrap_or(address));
-                tasks.push(tokio::spawn(tcp::serve(
-                    socket,
-                    core.clone(),
-                    metrics.clone(),
-                    config.tcp.clone(),
-                )));
+                let bound = socket.local_addr().unwrap_or(address);
+                faces.push(ListenerFace {
+                    transport: Proto::Tcp,
+                    bound,
+                    advertise: listener.advertise.clone(),
+                });
+                tcp_listeners.push(socket);
             }
         }
+    }
+    let pool = match &config.proxy {
+        Some(proxy) => Some(
+            egress::bind(&proxy.egress, &config.udp).map_err(|(address, source)| {
+                StartError::Bind {
+                    what: "egress",
+                    address,
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let forwarder = match (&config.proxy, &pool) {
+        (Some(proxy), Some(pool)) => {
+            let routes = Arc::new(RouteTable::new(&trunks.routing));
+            resolve_gateways(&routes).await;
+            tasks.push(tokio::spawn(refresh_dns(routes.clone(), proxy.dns_refresh)));
+            let settings = ForwardSettings {
+                listeners: faces.clone(),
+                egress: pool.addresses.clone(),
+                keys: proxy.keys.clone(),
+                max_transactions: proxy.max_transactions,
+                max_attempts: proxy.max_attempts,
+                failover_codes: proxy.failover_codes.clone(),
+                default_route: proxy.default_route.clone(),
+                timers: proxy.timers,
+                probe: proxy.probe.clone(),
+                retry_after_secs: config.retry_after_secs,
+            };
+            Some(Forwarder::new(settings, routes, metrics.clone()))
+        }
+        _ => None,
+    };
+    let core = Arc::new(Core::new(settings, acl.clone(), metrics.clone(), forwarder));
+    let listener_sockets: Vec<Arc<tokio::net::UdpSocket>> =
+        udp_sockets.iter().filter_map(|s| s.first().cloned()).collect();
+    let (egress_udp, egress_tcp, egress_addrs) = match pool {
+        Some(pool) => (pool.udp, pool.tcp, pool.addresses),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let dispatcher = Arc::new(Dispatcher::new(
+        core.clone(),
+        metrics.clone(),
+        config.tcp.clone(),
+        listener_sockets,
+        egress_udp.clone(),
+        egress_addrs.clone(),
+    ));
+
+    let (mut udp_addrs, mut tcp_addrs) = (Vec::new(), Vec::new());
+    for sockets in udp_sockets {
+        if let Some(first) = sockets.first().and_then(|s| s.local_addr().ok()) {
+            udp_addrs.push(first);
+        }
+        for socket in sockets {
+            tasks.push(tokio::spawn(udp::serve(socket, Side::Listener, dispatcher.clone())));
+        }
+    }
+    for listener in tcp_listeners {
+        if let Ok(address) = listener.local_addr() {
+            tcp_addrs.push(address);
+        }
+        tasks.push(tokio::spawn(tcp::serve(listener, Side::Listener, dispatcher.clone())));
+    }
+    for (i, (socket, listener)) in egress_udp.into_iter().zip(egress_tcp).enumerate() {
+        tasks.push(tokio::spawn(udp::serve(socket, Side::Egress(i), dispatcher.clone())));
+        tasks.push(tokio::spawn(tcp::serve(listener, Side::Egress(i), dispatcher.clone())));
+    }
+    if core.forwarder().is_some() {
+        tasks.push(tokio::spawn(run_timers(dispatcher.clone(), TIMER_TICK)));
     }
     tasks.push(tokio::spawn(watch_file(
         config.acl.trunks_file.clone(),
@@ -121,23 +243,57 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         metrics.clone(),
     )));
     metrics.set_ready(true);
-    tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, admin = %admin_addr, "warp-edge started");
+    tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, egress = ?egress_addrs, admin = %admin_addr, "warp-edge started");
     Ok(Edge {
         udp: udp_addrs,
         tcp: tcp_addrs,
+        egress: egress_addrs,
         admin: admin_addr,
         metrics,
         acl,
+        core,
+        dispatcher,
         tasks,
     })
 }
 
-/// Runs until SIGTERM or Ctrl-C.
+/// Resolves gateways given by DNS name (A/AAAA) once, before the first call.
+async fn resolve_gateways(routes: &RouteTable) {
+    for gateway in routes.gateways.iter().filter(|g| g.needs_resolution()) {
+        let lookup = tokio::net::lookup_host((gateway.spec.host.as_str(), gateway.spec.port));
+        match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+            Ok(Ok(addresses)) => {
+                let ips: Vec<_> = addresses.map(|a| a.ip()).collect();
+                tracing::info!(gateway.name = gateway.name(), addresses = ?ips, "gateway resolved");
+                gateway.set_addresses(ips);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(gateway.name = gateway.name(), error = %e, "gateway does not resolve; skipped until it does")
+            }
+            Err(_) => tracing::warn!(gateway.name = gateway.name(), "gateway lookup timed out"),
+        }
+    }
+}
+
+/// Re-resolves DNS-named gateways every `period`; a failed lookup keeps the last addresses.
+async fn refresh_dns(routes: Arc<RouteTable>, period: Duration) {
+    if !routes.gateways.iter().any(|g| g.needs_resolution()) {
+        return;
+    }
+    loop {
+        tokio::time::sleep(period).await;
+        resolve_gateways(&routes).await;
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C, then drains (see [`Edge::drain`]) and returns.
 pub async fn run(config: &Config, trunks: TrunksFile) -> Result<(), StartError> {
     let edge = start(config, trunks).await?;
     shutdown_signal().await;
-    edge.metrics.set_ready(false);
-    tracing::info!("warp-edge stopping");
+    let drain = config.proxy.as_ref().map_or(Duration::ZERO, |p| p.drain);
+    tracing::info!(drain_secs = drain.as_secs(), "warp-edge stopping: draining");
+    edge.drain(drain).await;
+    tracing::info!("warp-edge stopped");
     drop(edge);
     Ok(())
 }

@@ -1443,6 +1443,8 @@ fn rfc4475_badbranch() {
     let msg = valid(&badbranch());
     assert_eq!(msg.top_via().branch(), Some(&b"z9hG4bK"[..]));
     assert_eq!(msg.top_via().ip(), Some(ip("192.0.2.1")));
+    // The transaction layer falls back to RFC 2543 matching for it.
+    assert!(!msg.top_via().is_rfc3261_branch());
 }
 
 // === RFC 4475 3.3: application layer semantics ===

@@ -230,6 +230,8 @@ pub struct Snapshot<T = DefaultLpm<PrefixSlot>> {
     /// Sorted by `ip` for binary search.
     dedicated: Vec<DedicatedRow>,
     counts: Counts,
+    /// Each trunk group's route name (forwarding reads it once per call).
+    trunk_routes: HashMap<i64, Arc<str>>,
 }
 
 impl<T> fmt::Debug for Snapshot<T> {
@@ -266,7 +268,18 @@ impl Snapshot {
 impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
     /// [`Snapshot::build`] over a chosen table backend (for the benchmarks).
     pub fn build_with(rules: &RuleSet, group: u32) -> Result<Snapshot<T>, AclError> {
-        Builder::new(rules, group)?.finish()
+        let mut snapshot = Builder::new(rules, group)?.finish()?;
+        snapshot.trunk_routes = rules
+            .trunk_groups
+            .iter()
+            .filter_map(|t| Some((t.id, Arc::from(t.route.as_deref()?))))
+            .collect();
+        Ok(snapshot)
+    }
+
+    /// The route a trunk group's calls take, when it names one.
+    pub fn trunk_route(&self, trunk: i64) -> Option<&str> {
+        self.trunk_routes.get(&trunk).map(|r| &**r)
     }
 
     pub fn empty_with() -> Snapshot<T> {
@@ -280,6 +293,7 @@ impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
             customers: Vec::new(),
             dedicated: Vec::new(),
             counts: Counts::default(),
+            trunk_routes: HashMap::new(),
         }
     }
 
@@ -794,6 +808,7 @@ impl<'r> Builder<'r> {
             customers: self.customers,
             dedicated,
             counts,
+            trunk_routes: HashMap::new(),
         })
     }
 }

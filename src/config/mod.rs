@@ -4,6 +4,7 @@
 //!
 //! Relative paths inside a config file are resolved against that file's directory.
 
+mod proxy;
 mod trunks;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+pub use proxy::{ProbeConfig, ProxyConfig};
 pub use trunks::{load_trunks, parse_trunks, TrunksFile};
 
 use crate::sip::Limits;
@@ -288,6 +290,7 @@ struct EdgeFile {
     udp: UdpFile,
     #[serde(default)]
     log: LogFile,
+    proxy: Option<proxy::ProxyFile>,
 }
 
 /// ACL settings.
@@ -327,6 +330,8 @@ pub struct Config {
     pub tcp: TcpConfig,
     pub udp: UdpConfig,
     pub log_level: String,
+    /// Forwarding to vendors; without it the edge answers allowed INVITEs 503 itself.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Config {
@@ -452,6 +457,11 @@ impl Config {
                 format!("invalid value {:?}: not a tracing filter", raw.log.level),
             ));
         }
+        let proxy = raw
+            .proxy
+            .map(proxy::validate)
+            .transpose()
+            .map_err(|(key, message)| invalid(&key, message))?;
         let base = file.parent().unwrap_or(Path::new("."));
         Ok(Config {
             file: file.to_owned(),
@@ -479,6 +489,7 @@ impl Config {
                 sockets_per_listener: raw.udp.sockets_per_listener,
             },
             log_level: raw.log.level,
+            proxy,
         })
     }
 }

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{parse_toml, read, ConfigError, Parsed};
+use crate::route::{GatewaySpec, RouteSpec, Routing};
 use crate::acl::rules::{
     AclEntry, AuthType, Customer, CustomerStatus, DedicatedIp, Proto, RuleSet, TrunkGroup,
 };
@@ -66,6 +67,43 @@ struct DedicatedIpFile {
     description: String,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    name: String,
+    host: String,
+    #[serde(default = "sip_port")]
+    port: u16,
+    #[serde(default = "udp")]
+    transport: Proto,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default)]
+    strip: usize,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    probe: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    name: String,
+    gateways: Vec<String>,
+    max_attempts: Option<usize>,
+}
+
+fn sip_port() -> u16 {
+    5060
+}
+fn udp() -> Proto {
+    Proto::Udp
+}
 fn yes() -> bool {
     true
 }
@@ -84,12 +122,18 @@ struct TrunksFileRaw {
     trunk_ips: Vec<TrunkIpFile>,
     #[serde(default)]
     dedicated_ips: Vec<DedicatedIpFile>,
+    #[serde(default)]
+    gateways: Vec<GatewayFile>,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
 }
 
 /// A validated trunks file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunksFile {
     pub rules: RuleSet,
+    /// Vendor gateways and the routes over them.
+    pub routing: Routing,
     /// Trunk IP rows present but disabled (not in `rules`).
     pub disabled_entries: usize,
 }
@@ -251,10 +295,102 @@ pub fn parse_trunks(file: &Path, text: &str) -> Result<TrunksFile, ConfigError> 
             });
         }
     }
+    let routing = parse_routing(raw.gateways, raw.routes, &invalid)?;
     Ok(TrunksFile {
         rules,
+        routing,
         disabled_entries,
     })
+}
+
+fn parse_routing(
+    gateways: Vec<GatewayFile>,
+    routes: Vec<RouteFile>,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<Routing, ConfigError> {
+    let mut routing = Routing::default();
+    let mut names = HashSet::new();
+    let mut disabled = HashSet::new();
+    for (i, g) in gateways.into_iter().enumerate() {
+        let key = |field: &str| format!("gateways[{i}].{field}");
+        if g.name.trim().is_empty() || !names.insert(g.name.clone()) {
+            return Err(invalid(
+                key("name"),
+                format!("invalid value {:?}: empty or duplicate gateway name", g.name),
+            ));
+        }
+        let host = g.host.trim();
+        let is_ip = host.parse::<IpAddr>().is_ok();
+        let is_name = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !is_ip && !is_name {
+            return Err(invalid(
+                key("host"),
+                format!("invalid value {:?}: not an IP address or DNS name", g.host),
+            ));
+        }
+        if g.port == 0 {
+            return Err(invalid(key("port"), "invalid value 0".to_owned()));
+        }
+        if !matches!(g.transport, Proto::Udp | Proto::Tcp) {
+            return Err(invalid(
+                key("transport"),
+                format!("invalid value \"{}\": expected udp or tcp", g.transport),
+            ));
+        }
+        if !g.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"+*#".contains(&b)) {
+            return Err(invalid(
+                key("prefix"),
+                format!("invalid value {:?}: digits, letters, +, * and # only", g.prefix),
+            ));
+        }
+        if !g.enabled {
+            disabled.insert(g.name.clone());
+            continue;
+        }
+        routing.gateways.push(GatewaySpec {
+            name: g.name,
+            host: host.to_owned(),
+            port: g.port,
+            transport: g.transport,
+            weight: g.weight,
+            priority: g.priority,
+            strip: g.strip,
+            prefix: g.prefix,
+            probe: g.probe,
+        });
+    }
+    let mut route_names = HashSet::new();
+    for (i, r) in routes.into_iter().enumerate() {
+        if r.name.trim().is_empty() || !route_names.insert(r.name.clone()) {
+            return Err(invalid(
+                format!("routes[{i}].name"),
+                format!("invalid value {:?}: empty or duplicate route name", r.name),
+            ));
+        }
+        for (j, g) in r.gateways.iter().enumerate() {
+            if !names.contains(g) {
+                return Err(invalid(
+                    format!("routes[{i}].gateways[{j}]"),
+                    format!("invalid value {g:?}: no such gateway"),
+                ));
+            }
+        }
+        if r.max_attempts == Some(0) {
+            return Err(invalid(
+                format!("routes[{i}].max_attempts"),
+                "invalid value 0".to_owned(),
+            ));
+        }
+        routing.routes.push(RouteSpec {
+            name: r.name,
+            gateways: r.gateways.into_iter().filter(|g| !disabled.contains(g)).collect(),
+            max_attempts: r.max_attempts,
+        });
+    }
+    Ok(routing)
 }
 
 #[cfg(test)]

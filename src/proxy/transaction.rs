@@ -17,6 +17,9 @@ pub struct Timers {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Timers B, F, H, J and L: 64 * T1 by default; configurable on its own, as Kamailio's
+    /// `fr_timer` is.
+    pub timer_b: Duration,
     /// Timer C: how long an INVITE branch may stay in Proceeding (more than 3 minutes).
     pub timer_c: Duration,
 }
@@ -27,15 +30,16 @@ impl Default for Timers {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            timer_b: Duration::from_secs(32),
             timer_c: Duration::from_secs(181),
         }
     }
 }
 
 impl Timers {
-    /// Timers B, F, H, J and L: 64 * T1.
+    /// Timers B, F, H, J and L.
     pub fn transaction_timeout(&self) -> Duration {
-        self.t1 * 64
+        self.timer_b
     }
 }
 
@@ -207,6 +211,12 @@ impl ClientTransaction {
             out.push(Action::Retransmit);
         }
         out
+    }
+
+    /// The transport gave up on the request (a TCP connect failed): the branch ends as a
+    /// timeout would end it, with nothing left to retransmit.
+    pub fn abandon(&mut self) {
+        self.terminate();
     }
 
     fn terminate(&mut self) {

@@ -26,6 +26,9 @@ pub enum Edit<'e> {
     AddRecordRoute(&'e [u8]),
     /// Removes the top Route value (the whole field when it holds one value).
     RemoveTopRoute,
+    /// Removes the first `n` Route values, across fields (a double Record-Route comes back
+    /// as two Route values that may share a field or not).
+    RemoveRoutes(usize),
     SetRequestUri(&'e [u8]),
     /// Marks the top Via with where the request really came from: `received` when the sent-by
     /// differs from the source address or `rport` was asked for (RFC 3261 18.2.1), and the
@@ -177,6 +180,37 @@ fn remove_first_element(msg: &Message, header: usize) -> Splice<'static> {
     }
 }
 
+/// Splices removing the first `n` Route values: whole fields while they are used up, then
+/// the leading elements of the field where the count ends.
+fn remove_routes(msg: &Message, n: usize, out: &mut Splices<'_>) -> Result<(), EditError> {
+    let mut left = n;
+    for h in msg.headers().iter().filter(|h| h.name == HeaderName::Route) {
+        if left == 0 {
+            return Ok(());
+        }
+        let elements: SmallVec<[Span; 4]> = CommaSplit::new(msg.bytes(), h.value).collect();
+        if elements.len() <= left {
+            left -= elements.len();
+            out.push(Splice {
+                start: h.line.start as usize,
+                end: h.line.end as usize,
+                insert: Insert::Nothing,
+            });
+        } else {
+            out.push(Splice {
+                start: elements[0].start as usize,
+                end: elements[left].start as usize,
+                insert: Insert::Nothing,
+            });
+            left = 0;
+        }
+    }
+    if left > 0 {
+        return Err(EditError::NoRoute);
+    }
+    Ok(())
+}
+
 fn first_header(msg: &Message, name: HeaderName) -> Option<usize> {
     msg.headers().iter().position(|h| h.name == name)
 }
@@ -223,6 +257,7 @@ impl Message {
                     let index = first_header(self, HeaderName::Route).ok_or(EditError::NoRoute)?;
                     splices.push(remove_first_element(self, index));
                 }
+                Edit::RemoveRoutes(n) => remove_routes(self, n, &mut splices)?,
                 Edit::SetRequestUri(uri) => match self.start_line() {
                     StartLine::Request { uri: span, .. } => splices.push(Splice {
                         start: span.start as usize,
@@ -314,6 +349,25 @@ v=0\n";
             .replace("Route: <sip:edge.example.com;lr>, <sip:core", "Route: <sip:core")
             .replace("Content-Length: 4\r\n\r\n", "Content-Length: 4\r\nRecord-Route: <sip:192.0.2.1;lr>\r\n\r\n");
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn remove_routes_across_fields() {
+        let base = INVITE.replace(
+            "Route: <sip:edge.example.com;lr>, <sip:core.example.com;lr>\r\n",
+            "Route: <sip:a;lr>, <sip:b;lr>\r\nRoute: <sip:c;lr>\r\n",
+        );
+        let m = msg(&base);
+        let two = write(&m, &[Edit::RemoveRoutes(2)]);
+        assert_eq!(two, base.replace("Route: <sip:a;lr>, <sip:b;lr>\r\n", ""));
+        let one = write(&m, &[Edit::RemoveRoutes(1)]);
+        assert_eq!(one, base.replace("<sip:a;lr>, ", ""));
+        let three = write(&m, &[Edit::RemoveRoutes(3)]);
+        assert!(!three.contains("Route:"));
+        assert_eq!(
+            m.write(&[Edit::RemoveRoutes(4)], &mut BytesMut::new()),
+            Err(EditError::NoRoute)
+        );
     }
 
     #[test]

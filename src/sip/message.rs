@@ -579,9 +579,11 @@ impl<'a> Via<'a> {
         self.s.branch.map(|s| s.slice(self.buf))
     }
 
-    /// True when the branch carries the RFC 3261 magic cookie.
+    /// True when the branch carries the RFC 3261 magic cookie and something after it: a bare
+    /// `z9hG4bK` (RFC 4475 badbranch) is not unique, so it is no transaction id.
     pub fn is_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.starts_with(b"z9hG4bK"))
+        self.branch()
+            .is_some_and(|b| b.len() > 7 && b.starts_with(b"z9hG4bK"))
     }
 
     pub fn received(&self) -> Option<&'a [u8]> {

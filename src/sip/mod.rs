@@ -11,6 +11,7 @@ mod framing;
 mod header;
 mod message;
 mod parse;
+mod request;
 mod response;
 mod uri;
 mod value;
@@ -24,6 +25,7 @@ pub use message::{
     Via,
 };
 pub use parse::{Framing, Limits, MAX_HEADERS, MAX_LINE_LEN, MAX_MESSAGE_SIZE};
+pub use request::{ack_for, cancel_for, options_probe};
 pub use response::{reason_phrase, response_destination, ResponseBuilder};
 pub use uri::{unescape, Scheme, Uri};
 pub use value::Rport;

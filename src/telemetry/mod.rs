@@ -6,6 +6,7 @@
 //! one process (the integration tests) keep separate counts.
 
 mod admin;
+mod forwarding;
 pub mod names;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use metrics::{Counter, Gauge, Key, KeyName, Label, Metadata, Recorder, SharedStr
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 pub use admin::serve_admin;
+pub use forwarding::{CallOutcome, ForwardMetrics, GatewayMetrics, Retransmission};
 
 use crate::acl::rules::Proto;
 use crate::acl::{DenyReason, MatchedBy};
@@ -130,11 +132,17 @@ pub struct Metrics {
     ready: AtomicBool,
 }
 
-const META: Metadata<'static> = Metadata::new("warp_edge", metrics::Level::INFO, None);
+pub(crate) const META: Metadata<'static> = Metadata::new("warp_edge", metrics::Level::INFO, None);
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_response_seconds".to_owned()),
+                forwarding::LATENCY_BUCKETS,
+            )
+            .map_or_else(|_| PrometheusBuilder::new(), |b| b)
+            .build_recorder();
         let handle = recorder.handle();
         describe(&recorder);
         let counter = |name: &'static str, labels: Vec<Label>| {
@@ -201,6 +209,11 @@ impl Metrics {
             recorder,
             handle,
         })
+    }
+
+    /// The recorder, for handles registered outside this file (see [`ForwardMetrics`]).
+    pub(crate) fn recorder(&self) -> &PrometheusRecorder {
+        &self.recorder
     }
 
     /// The Prometheus text exposition of every metric.

@@ -18,3 +18,16 @@ pub const TCP_CONNECTIONS_OPEN: &str = "warp_edge_tcp_connections_open";
 pub const TCP_CONNECTIONS_TOTAL: &str = "warp_edge_tcp_connections_total";
 pub const TCP_CONNECTIONS_CLOSED_MALFORMED_TOTAL: &str =
     "warp_edge_tcp_connections_closed_malformed_total";
+// === forwarding (issue 4) ===
+pub const CALLS_TOTAL: &str = "warp_edge_calls_total";
+pub const GATEWAY_ATTEMPTS_TOTAL: &str = "warp_edge_gateway_attempts_total";
+pub const GATEWAY_FAILOVERS_TOTAL: &str = "warp_edge_gateway_failovers_total";
+pub const GATEWAY_RESPONSES_TOTAL: &str = "warp_edge_gateway_responses_total";
+pub const GATEWAY_UP: &str = "warp_edge_gateway_up";
+pub const GATEWAY_PROBES_TOTAL: &str = "warp_edge_gateway_probes_total";
+pub const GATEWAY_FIRST_RESPONSE_SECONDS: &str = "warp_edge_gateway_first_response_seconds";
+pub const GATEWAY_FINAL_RESPONSE_SECONDS: &str = "warp_edge_gateway_final_response_seconds";
+pub const TRANSACTIONS_LIVE: &str = "warp_edge_transactions_live";
+pub const DIALOG_REQUESTS_TOTAL: &str = "warp_edge_dialog_requests_total";
+pub const RETRANSMISSIONS_TOTAL: &str = "warp_edge_retransmissions_total";
+pub const EGRESS_CALLS_TOTAL: &str = "warp_edge_egress_calls_total";

@@ -11,6 +11,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
@@ -18,9 +19,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::dispatch::Dispatcher;
 use crate::acl::rules::Proto;
 use crate::config::UdpConfig;
-use crate::proxy::{Core, Inbound};
+use crate::proxy::{Inbound, Side};
 
 /// Largest datagram read (the IPv4 UDP payload limit).
 const MAX_DATAGRAM: usize = 65_535;
@@ -62,12 +64,14 @@ pub fn bind(address: SocketAddr, config: &UdpConfig) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// Receives datagrams on `socket` and answers through the core, until the task is dropped.
-pub async fn serve(socket: UdpSocket, core: Arc<Core>) {
+/// Receives datagrams on `socket`, hands them to the core and dispatches what it returns,
+/// until the task is dropped. `side` says whether this is a listener or an egress address.
+pub async fn serve(socket: Arc<UdpSocket>, side: Side, dispatcher: Arc<Dispatcher>) {
     let Ok(bound) = socket.local_addr() else {
         return;
     };
     let wildcard = bound.ip().is_unspecified();
+    let core = dispatcher.core.clone();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let received = if wildcard {
@@ -90,17 +94,12 @@ pub async fn serve(socket: UdpSocket, core: Arc<Core>) {
             source,
             local: SocketAddr::new(local_ip, bound.port()),
             transport: Proto::Udp,
+            side,
+            conn: None,
         };
-        let replies = core.on_datagram(Bytes::copy_from_slice(&buf[..len]), &inbound);
-        for reply in replies {
-            let sent = if wildcard {
-                send_from(&socket, &reply.bytes, reply.to, local_ip).await
-            } else {
-                socket.send_to(&reply.bytes, reply.to).await.map(drop)
-            };
-            if let Err(e) = sent {
-                tracing::debug!(peer.addr = %reply.to, error = %e, "udp send failed");
-            }
+        let sends = core.on_datagram(Instant::now(), Bytes::copy_from_slice(&buf[..len]), &inbound);
+        if !sends.is_empty() {
+            dispatcher.dispatch(sends).await;
         }
     }
 }
@@ -154,7 +153,7 @@ async fn recv_with_destination(
 
 /// `sendmsg` with the source IP set, so that a wildcard socket answers from the address the
 /// request was sent to.
-async fn send_from(
+pub(crate) async fn send_from(
     socket: &UdpSocket,
     bytes: &[u8],
     to: SocketAddr,

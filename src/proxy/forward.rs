@@ -1,0 +1,1467 @@
+//! Transaction-stateful forwarding: initial INVITEs to vendor gateways with serial failover,
+//! in-dialog requests routed by the Record-Route token, responses relayed back, CANCEL and
+//! ACK handled as RFC 3261 16 and 17 (with RFC 6026) say. No I/O and no clock of its own:
+//! every entry point takes `now` and returns the messages to send.
+//!
+//! State lives in shards keyed so that every message of a transaction lands on one shard:
+//! the customer's request (and its retransmissions, CANCEL and ACK) by a hash of its
+//! transaction key, and vendor responses by the transaction id the edge wrote into its own
+//! branch. Each shard keeps its timers in an ordered set; [`Forwarder::on_timer`] fires the
+//! due ones.
+//!
+//! The edge keeps no dialog state: in-dialog requests are routed by their Route headers and
+//! authorised by the token in the edge's own Record-Route (see [`super::dialog`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::dialog::{DialogKeys, TOKEN_PARAM};
+use super::io::{BranchRef, Face, Inbound, Send, Sends, Side};
+use super::transaction::{
+    Action, ClientState, ClientTransaction, ServerState, ServerTransaction, Timers,
+};
+use crate::acl::rules::Proto;
+use crate::config::ProbeConfig;
+use crate::route::table::rewrite_user;
+use crate::route::{attempt_order, best_response, should_fail_over, GatewayChoice, RouteTable};
+use crate::sip::{
+    ack_for, cancel_for, options_probe, response_destination, Edit, Message, Method,
+    ResponseBuilder, Scheme, Uri,
+};
+use crate::telemetry::{CallOutcome, ForwardMetrics, Metrics, Retransmission};
+
+const SHARDS: usize = 8;
+/// Our branches: `z9hG4bK` + a kind letter pair + this edge's salt + ids.
+const CALL_BRANCH: &[u8] = b"z9hG4bKwe";
+const PROBE_BRANCH: &[u8] = b"z9hG4bKwp";
+const ACK_BRANCH: &[u8] = b"z9hG4bKwa";
+
+/// A customer-facing listener, as forwarding names it in Via and Record-Route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerFace {
+    pub transport: Proto,
+    pub bound: SocketAddr,
+    /// The host written into Via and Record-Route (IPv6 in brackets).
+    pub advertise: String,
+}
+
+/// Everything forwarding is configured with.
+#[derive(Clone, Debug)]
+pub struct ForwardSettings {
+    pub listeners: Vec<ListenerFace>,
+    /// Bound egress addresses (UDP socket and TCP listener on each).
+    pub egress: Vec<SocketAddr>,
+    pub keys: DialogKeys,
+    pub max_transactions: usize,
+    pub max_attempts: usize,
+    pub failover_codes: Vec<u16>,
+    pub default_route: Option<String>,
+    pub timers: Timers,
+    pub probe: ProbeConfig,
+    pub retry_after_secs: u32,
+}
+
+/// The customer and trunk an allowed INVITE belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub customer: &'a str,
+    pub route: Option<&'a str>,
+}
+
+// === transaction state ===
+
+/// What identifies a customer's (or vendor's) server transaction (RFC 3261 17.2.3, with the
+/// RFC 2543 fallback for requests without a usable branch).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ServerKey {
+    id: SmallVec<[u8; 64]>,
+    /// INVITE and its ACK/CANCEL share a key; other methods carry the method in `id`.
+    invite: bool,
+}
+
+fn server_key(msg: &Message) -> ServerKey {
+    let via = msg.top_via();
+    let method = msg.method().unwrap_or(Method::Other);
+    let invite = matches!(method, Method::Invite | Method::Ack | Method::Cancel);
+    let mut id = SmallVec::new();
+    if via.is_rfc3261_branch() {
+        id.extend_from_slice(via.branch().unwrap_or_default());
+        id.push(b'|');
+        id.extend_from_slice(via.host());
+        id.extend_from_slice(itoa::Buffer::new().format(via.port().unwrap_or(0)).as_bytes());
+    } else {
+        for part in [
+            msg.call_id(),
+            msg.from().tag().unwrap_or_default(),
+            itoa::Buffer::new().format(msg.cseq().seq).as_bytes(),
+            via.as_bytes(),
+        ] {
+            id.extend_from_slice(part);
+            id.push(b'|');
+        }
+    }
+    if !invite {
+        id.extend_from_slice(msg.method_bytes());
+    }
+    ServerKey { id, invite }
+}
+
+fn shard_of(key: &ServerKey) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() as usize) % SHARDS
+}
+
+#[derive(Debug)]
+struct Branch {
+    client: ClientTransaction,
+    to: SocketAddr,
+    transport: Proto,
+    face: Face,
+    gateway: Option<usize>,
+    /// The request as forwarded (retransmissions; CANCEL and ACK are built from it).
+    bytes: Bytes,
+    started: Instant,
+    responded: bool,
+    provisional: bool,
+    /// A CANCEL is owed once the branch has had a provisional response (RFC 3261 9.1).
+    cancel_pending: bool,
+    cancel: Option<(ClientTransaction, Bytes)>,
+}
+
+impl Branch {
+    fn pending(&self) -> bool {
+        matches!(
+            self.client.state(),
+            ClientState::Trying | ClientState::Proceeding
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// An initial INVITE from a customer: gateways to try, in order.
+    Call {
+        customer: Arc<str>,
+        plan: SmallVec<[usize; 4]>,
+        next: usize,
+    },
+    /// A request inside a dialog, from either side: one branch, no failover.
+    Dialog,
+}
+
+#[derive(Debug)]
+struct Txn {
+    key: ServerKey,
+    kind: Kind,
+    request: Message,
+    inbound: Inbound,
+    reply_to: SocketAddr,
+    server: ServerTransaction,
+    /// The last response sent upstream, for retransmissions of the request (and Timer G).
+    last_response: Option<Bytes>,
+    branches: SmallVec<[Branch; 2]>,
+    /// Failure finals collected for RFC 3261 16.7 (`None`: a timeout, answered 408 by us).
+    finals: SmallVec<[(u16, Option<Bytes>); 3]>,
+    cancelled: bool,
+    final_sent: bool,
+    egress: usize,
+    scheduled: Option<Instant>,
+}
+
+impl Txn {
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next = self.server.next_deadline();
+        for b in &self.branches {
+            for d in [
+                b.client.next_deadline(),
+                b.cancel.as_ref().and_then(|(c, _)| c.next_deadline()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+        next
+    }
+
+    fn finished(&self) -> bool {
+        self.server.state() == ServerState::Terminated
+            && self.branches.iter().all(|b| {
+                b.client.state() == ClientState::Terminated
+                    && b.cancel
+                        .as_ref()
+                        .is_none_or(|(c, _)| c.state() == ClientState::Terminated)
+            })
+    }
+
+    fn reply_face(&self) -> Face {
+        self.inbound.face()
+    }
+
+    fn upstream(&self, bytes: Bytes) -> Send {
+        Send {
+            face: self.reply_face(),
+            to: self.reply_to,
+            transport: self.inbound.transport,
+            bytes,
+            branch: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    txns: HashMap<u64, Txn>,
+    by_key: HashMap<ServerKey, u64>,
+    timers: BTreeSet<(Instant, u64)>,
+}
+
+impl Shard {
+    fn reschedule(&mut self, id: u64) {
+        let Some(txn) = self.txns.get_mut(&id) else {
+            return;
+        };
+        let next = txn.next_deadline();
+        if next == txn.scheduled {
+            return;
+        }
+        if let Some(old) = txn.scheduled {
+            self.timers.remove(&(old, id));
+        }
+        txn.scheduled = next;
+        if let Some(at) = next {
+            self.timers.insert((at, id));
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ProbeSlot {
+    next_at: Option<Instant>,
+    outstanding: Option<(u32, Instant)>,
+    cseq: u32,
+}
+
+// === impl Forwarder ===
+
+pub struct Forwarder {
+    settings: ForwardSettings,
+    routes: Arc<RouteTable>,
+    shards: Box<[Mutex<Shard>]>,
+    counter: AtomicU64,
+    live: AtomicUsize,
+    draining: AtomicBool,
+    /// Distinguishes this process's branches from another replica's.
+    salt: [u8; 8],
+    retry_after: String,
+    metrics: Arc<Metrics>,
+    stats: ForwardMetrics,
+    probes: Mutex<Vec<ProbeSlot>>,
+}
+
+fn hex(mut value: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    loop {
+        out.push(b"0123456789abcdef"[(value & 0xf) as usize]);
+        value >>= 4;
+        if value == 0 {
+            break;
+        }
+    }
+    out[start..].reverse();
+}
+
+fn parse_hex(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 {
+        return None;
+    }
+    text.iter().try_fold(0u64, |acc, &c| {
+        let digit = (c as char).to_digit(16)?;
+        Some(acc << 4 | u64::from(digit))
+    })
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn transport_token(t: Proto) -> &'static str {
+    match t {
+        Proto::Tcp => "TCP",
+        Proto::Tls => "TLS",
+        Proto::Udp | Proto::Any => "UDP",
+    }
+}
+
+fn uri_transport(uri: &Uri<'_>) -> Option<Proto> {
+    let t = uri.param(b"transport")?;
+    if t.eq_ignore_ascii_case(b"tcp") {
+        Some(Proto::Tcp)
+    } else if t.eq_ignore_ascii_case(b"udp") {
+        Some(Proto::Udp)
+    } else {
+        None
+    }
+}
+
+/// A stable To-tag for responses the edge makes itself (same on every replica).
+fn own_tag(request: &Message) -> [u8; 16] {
+    let mut hasher = std::hash::DefaultHasher::new();
+    request.call_id().hash(&mut hasher);
+    request.from().tag().hash(&mut hasher);
+    request.cseq().seq.hash(&mut hasher);
+    let hash = hasher.finish();
+    let mut tag = [0u8; 16];
+    for (i, b) in tag.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    tag
+}
+
+impl Forwarder {
+    pub fn new(
+        settings: ForwardSettings,
+        routes: Arc<RouteTable>,
+        metrics: Arc<Metrics>,
+    ) -> Forwarder {
+        let names: Vec<&str> = routes.gateways.iter().map(|g| g.name()).collect();
+        let egress: Vec<String> = settings.egress.iter().map(|e| e.to_string()).collect();
+        let stats = ForwardMetrics::new(&metrics, &names, &egress);
+        let mut salt_hasher = std::hash::DefaultHasher::new();
+        std::process::id().hash(&mut salt_hasher);
+        std::time::SystemTime::now().hash(&mut salt_hasher);
+        settings.egress.hash(&mut salt_hasher);
+        let mut salt = [0u8; 8];
+        let bits = salt_hasher.finish();
+        for (i, b) in salt.iter_mut().enumerate() {
+            *b = b"0123456789abcdefghijklmnopqrstuv"[((bits >> (5 * i)) & 31) as usize];
+        }
+        let probes = routes.gateways.iter().map(|_| ProbeSlot::default()).collect();
+        Forwarder {
+            retry_after: settings.retry_after_secs.to_string(),
+            settings,
+            routes,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            counter: AtomicU64::new(1),
+            live: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            salt,
+            metrics,
+            stats,
+            probes: Mutex::new(probes),
+        }
+    }
+
+    pub fn routes(&self) -> &Arc<RouteTable> {
+        &self.routes
+    }
+
+    /// Stop taking new calls (SIGTERM): new INVITEs get 503 with Retry-After; everything in
+    /// flight and every in-dialog request is still served.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn live_transactions(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A transaction id whose shard is `shard`.
+    fn new_id(&self, shard: usize) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) * SHARDS as u64 + shard as u64
+    }
+
+    fn branch_param(&self, kind: &[u8], id: u64, index: u8) -> Vec<u8> {
+        let mut b = Vec::with_capacity(40);
+        b.extend_from_slice(kind);
+        b.extend_from_slice(&self.salt);
+        b.push(b'.');
+        hex(id, &mut b);
+        b.push(b'.');
+        b.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+        b
+    }
+
+    /// `(kind, id, index)` of a branch this edge wrote.
+    fn parse_branch<'b>(&self, branch: &'b [u8]) -> Option<(&'b [u8], u64, u32)> {
+        let kind = branch.get(..CALL_BRANCH.len())?;
+        let rest = branch.get(CALL_BRANCH.len()..)?;
+        let rest = rest.strip_prefix(&self.salt[..])?.strip_prefix(b".")?;
+        let dot = memchr::memchr(b'.', rest)?;
+        let id = parse_hex(&rest[..dot])?;
+        let index = std::str::from_utf8(&rest[dot + 1..]).ok()?.parse().ok()?;
+        Some((kind, id, index))
+    }
+
+    fn via_for(&self, face: &Face, transport: Proto, branch: &[u8]) -> Vec<u8> {
+        let host = match face.side {
+            Side::Egress(_) => host_text(face.local.ip()),
+            Side::Listener => self
+                .listener_face(face.local, transport)
+                .map_or_else(|| host_text(face.local.ip()), |l| l.advertise.clone()),
+        };
+        let mut via = Vec::with_capacity(96);
+        via.extend_from_slice(b"SIP/2.0/");
+        via.extend_from_slice(transport_token(transport).as_bytes());
+        via.push(b' ');
+        via.extend_from_slice(host.as_bytes());
+        via.push(b':');
+        via.extend_from_slice(itoa::Buffer::new().format(face.local.port()).as_bytes());
+        via.extend_from_slice(b";branch=");
+        via.extend_from_slice(branch);
+        via.extend_from_slice(b";rport");
+        via
+    }
+
+    fn listener_face(&self, local: SocketAddr, transport: Proto) -> Option<&ListenerFace> {
+        let matches = |l: &&ListenerFace| {
+            l.bound.port() == local.port()
+                && (l.bound.ip() == local.ip() || l.bound.ip().is_unspecified())
+        };
+        let listeners = &self.settings.listeners;
+        listeners
+            .iter()
+            .filter(matches)
+            .find(|l| l.transport == transport)
+            .or_else(|| listeners.iter().find(matches))
+    }
+
+    /// A Record-Route value naming `face` and carrying the dialog token.
+    fn record_route(&self, face: &Face, transport: Proto, token: &str) -> Vec<u8> {
+        let host = match face.side {
+            Side::Egress(_) => host_text(face.local.ip()),
+            Side::Listener => self
+                .listener_face(face.local, transport)
+                .map_or_else(|| host_text(face.local.ip()), |l| l.advertise.clone()),
+        };
+        let mut rr = Vec::with_capacity(80);
+        rr.extend_from_slice(b"<sip:");
+        rr.extend_from_slice(host.as_bytes());
+        rr.push(b':');
+        rr.extend_from_slice(itoa::Buffer::new().format(face.local.port()).as_bytes());
+        if transport == Proto::Tcp {
+            rr.extend_from_slice(b";transport=tcp");
+        }
+        rr.extend_from_slice(b";lr;");
+        rr.extend_from_slice(TOKEN_PARAM.as_bytes());
+        rr.push(b'=');
+        rr.extend_from_slice(token.as_bytes());
+        rr.push(b'>');
+        rr
+    }
+
+    fn egress_face(&self, index: usize) -> Face {
+        let index = index.min(self.settings.egress.len().saturating_sub(1));
+        Face {
+            side: Side::Egress(index),
+            local: self.settings.egress[index],
+            conn: None,
+        }
+    }
+
+    /// The egress address a call uses: a stable hash of its Call-ID, the same on every
+    /// replica with the same pool, so in-dialog requests leave from it too.
+    fn egress_for_call(&self, call_id: &[u8]) -> usize {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in call_id {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % self.settings.egress.len().max(1) as u64) as usize
+    }
+
+    fn local_reply(
+        &self,
+        request: &Message,
+        inbound: &Inbound,
+        code: u16,
+        reason: Option<&str>,
+        headers: &[(&str, &[u8])],
+    ) -> Send {
+        let tag = own_tag(request);
+        let mut builder = ResponseBuilder::new(request, code)
+            .source(inbound.source)
+            .to_tag(&tag);
+        if let Some(reason) = reason {
+            builder = builder.reason(reason);
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        self.metrics.response_sent(code);
+        Send {
+            face: inbound.face(),
+            to: reply_address(request, inbound),
+            transport: inbound.transport,
+            bytes: builder.build(),
+            branch: None,
+        }
+    }
+
+    fn unavailable(&self, request: &Message, inbound: &Inbound, reason: &str) -> Send {
+        self.local_reply(
+            request,
+            inbound,
+            503,
+            Some(reason),
+            &[("Retry-After", self.retry_after.as_bytes())],
+        )
+    }
+
+    /// Whether the request's top Route is this edge's, with a token valid for its dialog.
+    pub fn routes_token(&self, msg: &Message) -> bool {
+        let tags = [
+            msg.from().tag().unwrap_or_default(),
+            msg.to().tag().unwrap_or_default(),
+        ];
+        msg.routes().next().and_then(Result::ok).is_some_and(|route| {
+            route
+                .uri()
+                .param(TOKEN_PARAM.as_bytes())
+                .is_some_and(|t| self.settings.keys.verify(t, msg.call_id(), tags))
+        })
+    }
+
+    // === requests ===
+
+    /// A retransmission of a request with a live server transaction: answered from state.
+    /// `None` when the request is new.
+    pub fn retransmission(&self, msg: &Message) -> Option<Sends> {
+        let key = server_key(msg);
+        let shard = self.shard(shard_of(&key));
+        let id = *shard.by_key.get(&key)?;
+        let txn = shard.txns.get(&id)?;
+        let mut out = Sends::new();
+        if !txn.server.on_retransmission().is_empty() {
+            if let Some(last) = &txn.last_response {
+                out.push(txn.upstream(last.clone()));
+            }
+        }
+        self.stats.retransmission(Retransmission::Absorbed);
+        Some(out)
+    }
+
+    /// An initial INVITE from an allowed customer.
+    pub fn invite(&self, now: Instant, msg: Message, inbound: &Inbound, caller: Caller<'_>) -> Sends {
+        let mut out = Sends::new();
+        self.stats.call(caller.customer, CallOutcome::Attempted);
+        if self.is_draining() {
+            self.stats.call(caller.customer, CallOutcome::Failed);
+            out.push(self.unavailable(&msg, inbound, "Service Unavailable (shutting down)"));
+            return out;
+        }
+        if self.live_transactions() >= self.settings.max_transactions {
+            self.stats.call(caller.customer, CallOutcome::Failed);
+            out.push(self.unavailable(&msg, inbound, "Service Unavailable (overloaded)"));
+            return out;
+        }
+        let route = caller
+            .route
+            .or(self.settings.default_route.as_deref())
+            .and_then(|name| self.routes.route(name));
+        let plan: SmallVec<[usize; 4]> = match route {
+            Some(route) => {
+                let choices: Vec<GatewayChoice> = route
+                    .gateways
+                    .iter()
+                    .map(|&g| {
+                        let gateway = &self.routes.gateways[g];
+                        GatewayChoice {
+                            priority: gateway.spec.priority,
+                            weight: gateway.spec.weight,
+                            up: gateway.is_up() && gateway.address().is_some(),
+                        }
+                    })
+                    .collect();
+                let limit = route.max_attempts.unwrap_or(self.settings.max_attempts);
+                attempt_order(&choices, msg.call_id(), limit)
+                    .into_iter()
+                    .map(|i| route.gateways[i])
+                    .collect()
+            }
+            None => SmallVec::new(),
+        };
+        // 100 Trying at once, whatever happens next (RFC 3261 16.2, as Kamailio's tm does).
+        let trying = self.local_reply(&msg, inbound, 100, None, &[]);
+        if plan.is_empty() {
+            out.push(trying);
+            self.stats.call(caller.customer, CallOutcome::Failed);
+            let reason = if route.is_none() {
+                tracing::debug!(customer.ban = caller.customer, route = ?caller.route, "no route for call");
+                "Service Unavailable (no route)"
+            } else {
+                "Service Unavailable (no gateway available)"
+            };
+            out.push(self.unavailable(&msg, inbound, reason));
+            return out;
+        }
+        let key = server_key(&msg);
+        let shard_index = shard_of(&key);
+        let id = self.new_id(shard_index);
+        let egress = self.egress_for_call(msg.call_id());
+        let reliable = inbound.transport != Proto::Udp;
+        let mut txn = Txn {
+            key: key.clone(),
+            kind: Kind::Call {
+                customer: Arc::from(caller.customer),
+                plan,
+                next: 0,
+            },
+            reply_to: reply_address(&msg, inbound),
+            request: msg,
+            inbound: *inbound,
+            server: ServerTransaction::start(true, reliable, self.settings.timers),
+            last_response: Some(trying.bytes.clone()),
+            branches: SmallVec::new(),
+            finals: SmallVec::new(),
+            cancelled: false,
+            final_sent: false,
+            egress,
+            scheduled: None,
+        };
+        out.push(trying);
+        self.stats.egress[egress].increment(1);
+        self.next_attempt(now, id, &mut txn, &mut out);
+        self.insert(shard_index, id, txn);
+        out
+    }
+
+    fn insert(&self, shard_index: usize, id: u64, txn: Txn) {
+        let mut shard = self.shard(shard_index);
+        if txn.finished() {
+            return;
+        }
+        shard.by_key.insert(txn.key.clone(), id);
+        shard.txns.insert(id, txn);
+        shard.reschedule(id);
+        let live = self.live.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stats.transactions_live.set(live as f64);
+    }
+
+    fn remove_if_finished(&self, shard: &mut Shard, id: u64) {
+        let finished = shard.txns.get(&id).is_some_and(Txn::finished);
+        if finished {
+            if let Some(txn) = shard.txns.remove(&id) {
+                if let Some(at) = txn.scheduled {
+                    shard.timers.remove(&(at, id));
+                }
+                if shard.by_key.get(&txn.key) == Some(&id) {
+                    shard.by_key.remove(&txn.key);
+                }
+                let live = self.live.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+                self.stats.transactions_live.set(live as f64);
+            }
+        } else {
+            shard.reschedule(id);
+        }
+    }
+
+    /// Starts the next attempt of a call, or relays the best final when none is left.
+    fn next_attempt(&self, now: Instant, id: u64, txn: &mut Txn, out: &mut Sends) {
+        loop {
+            let Kind::Call { plan, next, .. } = &mut txn.kind else {
+                return;
+            };
+            if txn.cancelled || *next >= plan.len() {
+                self.relay_best(now, txn, out);
+                return;
+            }
+            let gateway_index = plan[*next];
+            *next += 1;
+            let gateway = &self.routes.gateways[gateway_index];
+            let Some(to) = gateway.address() else {
+                continue;
+            };
+            let transport = gateway.spec.transport;
+            let face = self.egress_face(txn.egress);
+            let branch_index = txn.branches.len() as u8;
+            let branch = self.branch_param(CALL_BRANCH, id, branch_index);
+            let via = self.via_for(&face, transport, &branch);
+            let token = self
+                .settings
+                .keys
+                .token(txn.request.call_id(), txn.request.from().tag().unwrap_or_default());
+            let egress_rr = self.record_route(&face, transport, token.as_str());
+            let ingress_rr = self.record_route(&txn.inbound.face(), txn.inbound.transport, token.as_str());
+            let user = txn
+                .request
+                .request_uri()
+                .and_then(|u| u.user())
+                .unwrap_or_default();
+            let mut uri = Vec::with_capacity(64);
+            uri.extend_from_slice(b"sip:");
+            let user = rewrite_user(user, gateway.spec.strip, &gateway.spec.prefix);
+            if !user.is_empty() {
+                uri.extend_from_slice(&user);
+                uri.push(b'@');
+            }
+            uri.extend_from_slice(gateway.spec.host.as_bytes());
+            if gateway.spec.host.contains(':') {
+                // An IPv6 literal.
+                uri.clear();
+                uri.extend_from_slice(b"sip:");
+                if !user.is_empty() {
+                    uri.extend_from_slice(&user);
+                    uri.push(b'@');
+                }
+                uri.push(b'[');
+                uri.extend_from_slice(gateway.spec.host.as_bytes());
+                uri.push(b']');
+            }
+            uri.push(b':');
+            uri.extend_from_slice(itoa::Buffer::new().format(gateway.spec.port).as_bytes());
+            if transport == Proto::Tcp {
+                uri.extend_from_slice(b";transport=tcp");
+            }
+            let max_forwards = txn.request.max_forwards().map_or(70, |m| m.saturating_sub(1));
+            let routes = txn.request.routes().count();
+            let mut edits: SmallVec<[Edit<'_>; 8]> = SmallVec::new();
+            edits.push(Edit::SetRequestUri(&uri));
+            edits.push(Edit::PushVia(&via));
+            edits.push(Edit::ViaReceived(txn.inbound.source));
+            edits.push(Edit::SetMaxForwards(max_forwards));
+            edits.push(Edit::AddRecordRoute(&egress_rr));
+            edits.push(Edit::AddRecordRoute(&ingress_rr));
+            if routes > 0 {
+                // A customer does not choose the vendor path: preloaded Routes are dropped.
+                edits.push(Edit::RemoveRoutes(routes));
+            }
+            let mut buf = BytesMut::with_capacity(txn.request.bytes().len() + 256);
+            if txn.request.write(&edits, &mut buf).is_err() {
+                tracing::warn!(sip.call_id = %String::from_utf8_lossy(txn.request.call_id()), "could not write forwarded INVITE");
+                continue;
+            }
+            let bytes = buf.freeze();
+            let reliable = transport != Proto::Udp;
+            self.stats.gateways[gateway_index].attempts.increment(1);
+            txn.branches.push(Branch {
+                client: ClientTransaction::start(now, true, reliable, self.settings.timers),
+                to,
+                transport,
+                face,
+                gateway: Some(gateway_index),
+                bytes: bytes.clone(),
+                started: now,
+                responded: false,
+                provisional: false,
+                cancel_pending: false,
+                cancel: None,
+            });
+            out.push(Send {
+                face,
+                to,
+                transport,
+                bytes,
+                branch: Some(BranchRef {
+                    txn: id,
+                    branch: branch_index,
+                }),
+            });
+            tracing::debug!(gateway.name = gateway.name(), peer.addr = %to, attempt = branch_index + 1, "forwarding INVITE");
+            return;
+        }
+    }
+
+    /// Every attempt failed (or the call was cancelled): relay the best final (16.7).
+    fn relay_best(&self, now: Instant, txn: &mut Txn, out: &mut Sends) {
+        if txn.final_sent {
+            return;
+        }
+        let codes: SmallVec<[u16; 4]> = txn.finals.iter().map(|(c, _)| *c).collect();
+        let chosen = best_response(&codes).map(|i| txn.finals[i].clone());
+        let (code, bytes) = match chosen {
+            Some((code, Some(bytes))) => (code, bytes),
+            Some((code, None)) => {
+                let code = if txn.cancelled { 487 } else { code };
+                (code, self.local_reply(&txn.request, &txn.inbound, code, None, &[]).bytes)
+            }
+            None if txn.cancelled => (
+                487,
+                self.local_reply(&txn.request, &txn.inbound, 487, None, &[]).bytes,
+            ),
+            None => {
+                let send = self.unavailable(&txn.request, &txn.inbound, "Service Unavailable (no gateway available)");
+                (503, send.bytes)
+            }
+        };
+        self.send_final(now, txn, code, bytes, out);
+    }
+
+    fn send_final(&self, now: Instant, txn: &mut Txn, code: u16, bytes: Bytes, out: &mut Sends) {
+        txn.final_sent = true;
+        txn.server.on_final_sent(now, code);
+        txn.last_response = Some(bytes.clone());
+        if let Kind::Call { customer, .. } = &txn.kind {
+            let outcome = if (200..300).contains(&code) {
+                CallOutcome::Answered
+            } else {
+                CallOutcome::Failed
+            };
+            self.stats.call(customer, outcome);
+        }
+        out.push(txn.upstream(bytes));
+    }
+
+    /// A CANCEL from the customer: 200 for it, CANCEL on every pending branch; 481 when no
+    /// INVITE matches.
+    pub fn cancel(&self, now: Instant, msg: &Message, inbound: &Inbound) -> Sends {
+        let mut out = Sends::new();
+        let key = server_key(msg);
+        let shard_index = shard_of(&key);
+        let mut shard = self.shard(shard_index);
+        let Some(&id) = shard.by_key.get(&key) else {
+            drop(shard);
+            out.push(self.local_reply(msg, inbound, 481, None, &[]));
+            return out;
+        };
+        out.push(self.local_reply(msg, inbound, 200, None, &[]));
+        let Some(txn) = shard.txns.get_mut(&id) else {
+            return out;
+        };
+        if txn.final_sent || txn.cancelled {
+            return out;
+        }
+        txn.cancelled = true;
+        for index in 0..txn.branches.len() {
+            self.cancel_branch(now, txn, index, &mut out);
+        }
+        self.remove_if_finished(&mut shard, id);
+        out
+    }
+
+    fn cancel_branch(&self, now: Instant, txn: &mut Txn, index: usize, out: &mut Sends) {
+        let branch = &mut txn.branches[index];
+        if !branch.pending() || branch.cancel.is_some() {
+            return;
+        }
+        if !branch.provisional {
+            branch.cancel_pending = true;
+            return;
+        }
+        let Ok(forwarded) = Message::parse(branch.bytes.clone()) else {
+            return;
+        };
+        let bytes = cancel_for(&forwarded);
+        let reliable = branch.transport != Proto::Udp;
+        branch.cancel = Some((
+            ClientTransaction::start(now, false, reliable, self.settings.timers),
+            bytes.clone(),
+        ));
+        branch.cancel_pending = false;
+        out.push(Send {
+            face: branch.face,
+            to: branch.to,
+            transport: branch.transport,
+            bytes,
+            branch: None,
+        });
+    }
+
+    /// An ACK: absorbed when it acknowledges a non-2xx final the edge sent; `None` when it
+    /// belongs to a 2xx (end to end, routed by its Route headers).
+    pub fn ack(&self, now: Instant, msg: &Message) -> Option<()> {
+        let key = server_key(msg);
+        let mut shard = self.shard(shard_of(&key));
+        let id = *shard.by_key.get(&key)?;
+        let txn = shard.txns.get_mut(&id)?;
+        if !matches!(
+            txn.server.state(),
+            ServerState::Completed | ServerState::Confirmed
+        ) {
+            return None;
+        }
+        txn.server.on_ack(now);
+        self.stats.retransmission(Retransmission::Absorbed);
+        self.remove_if_finished(&mut shard, id);
+        Some(())
+    }
+
+    /// An in-dialog request (from either side). Routed when its top Route is the edge's own
+    /// Record-Route with a valid token; otherwise 403.
+    pub fn in_dialog(&self, now: Instant, msg: Message, inbound: &Inbound) -> Sends {
+        let mut out = Sends::new();
+        let method = msg.method().unwrap_or(Method::Other);
+        let call_id = msg.call_id();
+        let tags = [
+            msg.from().tag().unwrap_or_default(),
+            msg.to().tag().unwrap_or_default(),
+        ];
+        // Our Record-Route values at the top of the route set: one or two (one per face).
+        let mut popped = 0;
+        let mut other_face: Option<(Option<IpAddr>, Option<u16>, Option<Proto>, Vec<u8>)> = None;
+        for route in msg.routes().take(2) {
+            let Ok(route) = route else { break };
+            let uri = route.uri();
+            let ours = uri
+                .param(TOKEN_PARAM.as_bytes())
+                .is_some_and(|t| self.settings.keys.verify(t, call_id, tags));
+            if !ours {
+                break;
+            }
+            popped += 1;
+            other_face = Some((uri.ip(), uri.port(), uri_transport(&uri), uri.host().to_vec()));
+        }
+        if popped == 0 {
+            if method == Method::Ack {
+                self.metrics.dropped(crate::telemetry::DropReason::AbsorbedAck);
+                return out;
+            }
+            tracing::debug!(peer.addr = %inbound.source, "in-dialog request without a valid edge route");
+            out.push(self.local_reply(&msg, inbound, 403, Some("Forbidden (no valid route)"), &[]));
+            return out;
+        }
+        if msg.max_forwards() == Some(0) {
+            if method != Method::Ack {
+                out.push(self.local_reply(&msg, inbound, 483, None, &[]));
+            }
+            return out;
+        }
+        // The next hop: the next Route, else the Request-URI.
+        let remaining = msg.routes().nth(popped).and_then(Result::ok);
+        let target_uri = match &remaining {
+            Some(route) => Some(route.uri()),
+            None => msg.request_uri(),
+        };
+        let Some(target_uri) = target_uri else {
+            out.push(self.local_reply(&msg, inbound, 400, Some("Bad Request (no target)"), &[]));
+            return out;
+        };
+        let Some(ip) = target_uri.ip() else {
+            if method != Method::Ack {
+                out.push(self.local_reply(
+                    &msg,
+                    inbound,
+                    502,
+                    Some("Bad Gateway (next hop is not an IP address)"),
+                    &[],
+                ));
+            }
+            return out;
+        };
+        let default_port = if target_uri.scheme() == Scheme::Sips { 5061 } else { 5060 };
+        let to = SocketAddr::new(ip, target_uri.port().unwrap_or(default_port));
+        let face_hint = other_face.unwrap_or((None, None, None, Vec::new()));
+        let transport = uri_transport(&target_uri)
+            .or(face_hint.2)
+            .unwrap_or(Proto::Udp);
+        let face = match inbound.side {
+            Side::Listener => {
+                // Customer to vendor: the egress the dialog uses.
+                let index = face_hint
+                    .0
+                    .and_then(|ip| self.settings.egress.iter().position(|e| e.ip() == ip))
+                    .unwrap_or_else(|| self.egress_for_call(call_id));
+                self.stats.dialog_requests[0].increment(1);
+                self.egress_face(index)
+            }
+            Side::Egress(_) => {
+                self.stats.dialog_requests[1].increment(1);
+                self.customer_face(&face_hint.3, face_hint.0, face_hint.1, transport)
+            }
+        };
+        let via_branch = if method == Method::Ack {
+            let mut hasher = std::hash::DefaultHasher::new();
+            msg.top_via().branch().hash(&mut hasher);
+            call_id.hash(&mut hasher);
+            self.branch_param(ACK_BRANCH, hasher.finish(), 0)
+        } else {
+            Vec::new()
+        };
+        let key = server_key(&msg);
+        let shard_index = shard_of(&key);
+        let id = self.new_id(shard_index);
+        let branch = if method == Method::Ack {
+            via_branch
+        } else {
+            self.branch_param(CALL_BRANCH, id, 0)
+        };
+        let via = self.via_for(&face, transport, &branch);
+        let max_forwards = msg.max_forwards().map_or(70, |m| m.saturating_sub(1));
+        let edits = [
+            Edit::RemoveRoutes(popped),
+            Edit::PushVia(&via),
+            Edit::ViaReceived(inbound.source),
+            Edit::SetMaxForwards(max_forwards),
+        ];
+        let mut buf = BytesMut::with_capacity(msg.bytes().len() + 128);
+        if msg.write(&edits, &mut buf).is_err() {
+            return out;
+        }
+        let bytes = buf.freeze();
+        if method == Method::Ack {
+            // End to end, no transaction: forwarded once per ACK received.
+            out.push(Send {
+                face,
+                to,
+                transport,
+                bytes,
+                branch: None,
+            });
+            return out;
+        }
+        if self.live_transactions() >= self.settings.max_transactions {
+            out.push(self.unavailable(&msg, inbound, "Service Unavailable (overloaded)"));
+            return out;
+        }
+        let reliable_in = inbound.transport != Proto::Udp;
+        let invite = method == Method::Invite;
+        let mut txn = Txn {
+            key,
+            kind: Kind::Dialog,
+            reply_to: reply_address(&msg, inbound),
+            request: msg,
+            inbound: *inbound,
+            server: ServerTransaction::start(invite, reliable_in, self.settings.timers),
+            last_response: None,
+            branches: SmallVec::new(),
+            finals: SmallVec::new(),
+            cancelled: false,
+            final_sent: false,
+            egress: match face.side {
+                Side::Egress(i) => i,
+                Side::Listener => 0,
+            },
+            scheduled: None,
+        };
+        if invite {
+            let trying = self.local_reply(&txn.request, inbound, 100, None, &[]);
+            txn.last_response = Some(trying.bytes.clone());
+            out.push(trying);
+        }
+        txn.branches.push(Branch {
+            client: ClientTransaction::start(now, invite, transport != Proto::Udp, self.settings.timers),
+            to,
+            transport,
+            face,
+            gateway: None,
+            bytes: bytes.clone(),
+            started: now,
+            responded: false,
+            provisional: false,
+            cancel_pending: false,
+            cancel: None,
+        });
+        out.push(Send {
+            face,
+            to,
+            transport,
+            bytes,
+            branch: Some(BranchRef { txn: id, branch: 0 }),
+        });
+        self.insert(shard_index, id, txn);
+        out
+    }
+
+    /// The customer-side face for a request from a vendor: the listener named by the edge's
+    /// ingress Record-Route, else the first listener of the transport.
+    fn customer_face(
+        &self,
+        host: &[u8],
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+        transport: Proto,
+    ) -> Face {
+        let listeners = &self.settings.listeners;
+        let named = listeners.iter().find(|l| {
+            l.transport == transport
+                && port.is_none_or(|p| p == l.bound.port())
+                && (l.advertise.as_bytes() == host || ip == Some(l.bound.ip()))
+        });
+        let chosen = named
+            .or_else(|| listeners.iter().find(|l| l.transport == transport))
+            .or_else(|| listeners.first());
+        let local = match (chosen, ip) {
+            (Some(l), Some(ip)) if l.bound.ip().is_unspecified() => SocketAddr::new(ip, l.bound.port()),
+            (Some(l), _) => l.bound,
+            (None, _) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        Face {
+            side: Side::Listener,
+            local,
+            conn: None,
+        }
+    }
+
+    // === responses ===
+
+    /// A response that arrived on any face. Returns what to relay (nothing for a stray).
+    pub fn response(&self, now: Instant, msg: Message) -> Option<Sends> {
+        let branch = msg.top_via().branch()?;
+        let (kind, id, index) = self.parse_branch(branch)?;
+        if kind == PROBE_BRANCH {
+            self.probe_answered(now, id as usize, index, msg.status().unwrap_or(0));
+            return Some(Sends::new());
+        }
+        if kind != CALL_BRANCH {
+            return None;
+        }
+        let code = msg.status()?;
+        let mut shard = self.shard((id % SHARDS as u64) as usize);
+        let txn = shard.txns.get_mut(&id)?;
+        let index = usize::try_from(index).ok()?;
+        let branch = txn.branches.get_mut(index)?;
+        let mut out = Sends::new();
+        if msg.cseq().method == Method::Cancel {
+            if let Some((client, _)) = branch.cancel.as_mut() {
+                client.on_response(now, code);
+            }
+            self.remove_if_finished(&mut shard, id);
+            return Some(out);
+        }
+        if branch.client.state() == ClientState::Terminated {
+            if (200..300).contains(&code) && msg.cseq().method == Method::Invite {
+                // A 2xx retransmission: forwarded, as RFC 6026 requires.
+                if let Some(bytes) = strip_top_via(&msg) {
+                    self.stats.retransmission(Retransmission::Forwarded);
+                    out.push(txn.upstream(bytes));
+                }
+            }
+            return Some(out);
+        }
+        if !branch.responded {
+            branch.responded = true;
+            if let Some(g) = branch.gateway {
+                self.stats.gateways[g]
+                    .first_response
+                    .record(now.saturating_duration_since(branch.started).as_secs_f64());
+            }
+        }
+        let actions = branch.client.on_response(now, code);
+        for action in actions {
+            match action {
+                Action::SendAck => {
+                    let branch = &txn.branches[index];
+                    if let Ok(forwarded) = Message::parse(branch.bytes.clone()) {
+                        out.push(Send {
+                            face: branch.face,
+                            to: branch.to,
+                            transport: branch.transport,
+                            bytes: ack_for(&forwarded, &msg),
+                            branch: None,
+                        });
+                    }
+                }
+                Action::PassUp(code) => self.on_branch_response(now, id, txn, index, code, Some(&msg), &mut out),
+                _ => {}
+            }
+        }
+        self.remove_if_finished(&mut shard, id);
+        Some(out)
+    }
+
+    /// A response (or, with `msg` None, a timeout or connect failure as 408) on a branch.
+    #[allow(clippy::too_many_arguments)]
+    fn on_branch_response(
+        &self,
+        now: Instant,
+        id: u64,
+        txn: &mut Txn,
+        index: usize,
+        code: u16,
+        msg: Option<&Message>,
+        out: &mut Sends,
+    ) {
+        let branch = &mut txn.branches[index];
+        let gateway = branch.gateway;
+        if code >= 200 {
+            if let Some(g) = gateway {
+                let stats = &self.stats.gateways[g];
+                stats.response(code);
+                stats
+                    .final_response
+                    .record(now.saturating_duration_since(branch.started).as_secs_f64());
+            }
+        }
+        match code {
+            100 => {}
+            101..=199 => {
+                branch.provisional = true;
+                if branch.cancel_pending {
+                    self.cancel_branch(now, txn, index, out);
+                }
+                if txn.final_sent {
+                    return;
+                }
+                if let Some(bytes) = msg.and_then(strip_top_via) {
+                    txn.last_response = Some(bytes.clone());
+                    out.push(txn.upstream(bytes));
+                }
+            }
+            200..=299 => {
+                let Some(bytes) = msg.and_then(strip_top_via) else {
+                    return;
+                };
+                if txn.final_sent {
+                    // A second 2xx (forking downstream): forwarded too (16.7 step 5).
+                    out.push(txn.upstream(bytes));
+                    return;
+                }
+                self.send_final(now, txn, code, bytes, out);
+            }
+            _ => {
+                let bytes = msg.and_then(strip_top_via);
+                let is_call = matches!(txn.kind, Kind::Call { .. });
+                if is_call && !txn.final_sent {
+                    txn.finals.push((code, bytes));
+                    if !txn.cancelled
+                        && should_fail_over(code, &self.settings.failover_codes)
+                    {
+                        if let Some(g) = gateway {
+                            self.stats.gateways[g].failovers.increment(1);
+                        }
+                        self.next_attempt(now, id, txn, out);
+                    } else {
+                        self.relay_best(now, txn, out);
+                    }
+                } else if !txn.final_sent {
+                    let bytes = match bytes {
+                        Some(bytes) => bytes,
+                        None => self.local_reply(&txn.request, &txn.inbound, code, None, &[]).bytes,
+                    };
+                    self.send_final(now, txn, code, bytes, out);
+                }
+            }
+        }
+    }
+
+    /// The transport could not deliver a request on `branch` (TCP connect failed): the
+    /// branch fails like a timeout, and the gateway's health hears of it.
+    pub fn transport_failed(&self, now: Instant, branch: BranchRef) -> Sends {
+        let mut out = Sends::new();
+        let id = branch.txn;
+        let mut shard = self.shard((id % SHARDS as u64) as usize);
+        let Some(txn) = shard.txns.get_mut(&id) else {
+            return out;
+        };
+        let index = usize::from(branch.branch);
+        let Some(b) = txn.branches.get_mut(index) else {
+            return out;
+        };
+        if !b.pending() {
+            return out;
+        }
+        if let Some(g) = b.gateway {
+            self.gateway_failed(g);
+        }
+        b.client.abandon();
+        self.on_branch_response(now, id, txn, index, 408, None, &mut out);
+        self.remove_if_finished(&mut shard, id);
+        out
+    }
+
+    fn gateway_failed(&self, index: usize) {
+        let Some(gateway) = self.routes.gateway(index) else {
+            return;
+        };
+        if gateway.failed(&self.settings.probe.policy).is_some() {
+            tracing::warn!(gateway.name = gateway.name(), "gateway marked down");
+            self.stats.gateways[index].up.set(0.0);
+        }
+    }
+
+    // === timers ===
+
+    /// Fires every timer due at `now`: retransmissions, timeouts, Timer C, probes.
+    pub fn on_timer(&self, now: Instant) -> Sends {
+        let mut out = Sends::new();
+        for shard_index in 0..SHARDS {
+            let mut shard = self.shard(shard_index);
+            while let Some(&(at, id)) = shard.timers.first() {
+                if at > now {
+                    break;
+                }
+                shard.timers.pop_first();
+                if let Some(txn) = shard.txns.get_mut(&id) {
+                    txn.scheduled = None;
+                    self.fire(now, id, txn, &mut out);
+                }
+                self.remove_if_finished(&mut shard, id);
+            }
+        }
+        self.probe_tick(now, &mut out);
+        out
+    }
+
+    fn fire(&self, now: Instant, id: u64, txn: &mut Txn, out: &mut Sends) {
+        for action in txn.server.on_timer(now) {
+            if action == Action::Retransmit {
+                if let Some(last) = &txn.last_response {
+                    self.stats.retransmission(Retransmission::Sent);
+                    out.push(txn.upstream(last.clone()));
+                }
+            }
+        }
+        for index in 0..txn.branches.len() {
+            let branch = &mut txn.branches[index];
+            if let Some((client, bytes)) = branch.cancel.as_mut() {
+                for action in client.on_timer(now) {
+                    if action == Action::Retransmit {
+                        out.push(Send {
+                            face: branch.face,
+                            to: branch.to,
+                            transport: branch.transport,
+                            bytes: bytes.clone(),
+                            branch: None,
+                        });
+                    }
+                }
+            }
+            let actions = branch.client.on_timer(now);
+            for action in actions {
+                match action {
+                    Action::Retransmit => {
+                        let branch = &txn.branches[index];
+                        self.stats.retransmission(Retransmission::Sent);
+                        out.push(Send {
+                            face: branch.face,
+                            to: branch.to,
+                            transport: branch.transport,
+                            bytes: branch.bytes.clone(),
+                            branch: None,
+                        });
+                    }
+                    Action::Timeout => {
+                        if let Some(g) = txn.branches[index].gateway {
+                            self.gateway_failed(g);
+                        }
+                        self.on_branch_response(now, id, txn, index, 408, None, out);
+                    }
+                    Action::CancelBranch => {
+                        txn.branches[index].provisional = true;
+                        self.cancel_branch(now, txn, index, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // === probes ===
+
+    fn probe_tick(&self, now: Instant, out: &mut Sends) {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = &self.settings.probe.policy;
+        for (index, slot) in probes.iter_mut().enumerate() {
+            let gateway = &self.routes.gateways[index];
+            if !gateway.spec.probe {
+                continue;
+            }
+            if let Some((_, sent)) = slot.outstanding {
+                if now.saturating_duration_since(sent) >= self.settings.probe.timeout {
+                    slot.outstanding = None;
+                    self.stats.gateways[index].probes_failed.increment(1);
+                    if let Some(state) = gateway.failed(policy) {
+                        tracing::warn!(gateway.name = gateway.name(), ?state, "gateway probe timed out; state changed");
+                        self.stats.gateways[index].up.set(0.0);
+                    }
+                }
+            }
+            if slot.next_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            slot.next_at = Some(now + self.settings.probe.interval);
+            let Some(to) = gateway.address() else {
+                continue;
+            };
+            slot.cseq = slot.cseq.wrapping_add(1);
+            slot.outstanding = Some((slot.cseq, now));
+            let face = self.egress_face(0);
+            let transport = gateway.spec.transport;
+            let branch = self.branch_param(PROBE_BRANCH, index as u64, 0);
+            let mut branch = branch;
+            // The index slot carries the probe's CSeq so a late answer is told apart.
+            let cut = branch.len() - 1;
+            branch.truncate(cut);
+            branch.extend_from_slice(itoa::Buffer::new().format(slot.cseq).as_bytes());
+            let via = self.via_for(&face, transport, &branch);
+            let uri = format!(
+                "sip:{}:{}{}",
+                if gateway.spec.host.contains(':') {
+                    format!("[{}]", gateway.spec.host)
+                } else {
+                    gateway.spec.host.clone()
+                },
+                gateway.spec.port,
+                if transport == Proto::Tcp { ";transport=tcp" } else { "" }
+            );
+            let from = format!("sip:warp-edge@{}", host_text(face.local.ip()));
+            let call_id = format!(
+                "probe-{}-{}@warp-edge",
+                String::from_utf8_lossy(&self.salt),
+                index
+            );
+            out.push(Send {
+                face,
+                to,
+                transport,
+                bytes: options_probe(&uri, &via, &from, &call_id, slot.cseq),
+                branch: None,
+            });
+        }
+    }
+
+    fn probe_answered(&self, _now: Instant, index: usize, cseq: u32, code: u16) {
+        if code < 200 {
+            return;
+        }
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(slot) = probes.get_mut(index) else {
+            return;
+        };
+        if slot.outstanding.map(|(c, _)| c) != Some(cseq) {
+            return;
+        }
+        slot.outstanding = None;
+        let Some(gateway) = self.routes.gateway(index) else {
+            return;
+        };
+        let policy = &self.settings.probe.policy;
+        let up = policy.up_codes.contains(&code);
+        let stats = &self.stats.gateways[index];
+        if up {
+            stats.probes_ok.increment(1);
+        } else {
+            stats.probes_failed.increment(1);
+        }
+        if let Some(state) = gateway.probe_answered(code, policy) {
+            tracing::warn!(gateway.name = gateway.name(), ?state, code, "gateway state changed");
+            stats.up.set(if gateway.is_up() { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// The response with the edge's Via removed, ready to relay upstream.
+fn strip_top_via(msg: &Message) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(msg.bytes().len());
+    msg.write(&[Edit::RemoveTopVia], &mut buf).ok()?;
+    Some(buf.freeze())
+}
+
+/// Where a response to a request goes: on streams back on the connection; over UDP RFC 3261
+/// 18.2.2.
+pub(crate) fn reply_address(request: &Message, inbound: &Inbound) -> SocketAddr {
+    if inbound.transport == Proto::Udp {
+        response_destination(request, inbound.source)
+    } else {
+        inbound.source
+    }
+}
