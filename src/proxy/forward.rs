@@ -86,10 +86,10 @@ struct ServerKey {
     invite: bool,
 }
 
-fn server_key(msg: &Message) -> ServerKey {
+/// `invite`: the key of an INVITE transaction (for an INVITE, its ACK, or the INVITE a
+/// CANCEL names); otherwise the request's own non-INVITE transaction (CANCEL included).
+fn server_key(msg: &Message, invite: bool) -> ServerKey {
     let via = msg.top_via();
-    let method = msg.method().unwrap_or(Method::Other);
-    let invite = matches!(method, Method::Invite | Method::Ack | Method::Cancel);
     let mut id = SmallVec::new();
     if via.is_rfc3261_branch() {
         id.extend_from_slice(via.branch().unwrap_or_default());
@@ -546,7 +546,7 @@ impl Forwarder {
     /// A retransmission of a request with a live server transaction: answered from state.
     /// `None` when the request is new.
     pub fn retransmission(&self, msg: &Message) -> Option<Sends> {
-        let key = server_key(msg);
+        let key = server_key(msg, msg.method() == Some(Method::Invite));
         let shard = self.shard(shard_of(&key));
         let id = *shard.by_key.get(&key)?;
         let txn = shard.txns.get(&id)?;
@@ -614,7 +614,7 @@ impl Forwarder {
             out.push(self.unavailable(&msg, inbound, reason));
             return out;
         }
-        let key = server_key(&msg);
+        let key = server_key(&msg, true);
         let shard_index = shard_of(&key);
         let id = self.new_id(shard_index);
         let egress = self.egress_for_call(msg.call_id());
@@ -825,7 +825,7 @@ impl Forwarder {
     /// INVITE matches.
     pub fn cancel(&self, now: Instant, msg: &Message, inbound: &Inbound) -> Sends {
         let mut out = Sends::new();
-        let key = server_key(msg);
+        let key = server_key(msg, true);
         let shard_index = shard_of(&key);
         let mut shard = self.shard(shard_index);
         let Some(&id) = shard.by_key.get(&key) else {
@@ -879,7 +879,7 @@ impl Forwarder {
     /// An ACK: absorbed when it acknowledges a non-2xx final the edge sent; `None` when it
     /// belongs to a 2xx (end to end, routed by its Route headers).
     pub fn ack(&self, now: Instant, msg: &Message) -> Option<()> {
-        let key = server_key(msg);
+        let key = server_key(msg, true);
         let mut shard = self.shard(shard_of(&key));
         let id = *shard.by_key.get(&key)?;
         let txn = shard.txns.get_mut(&id)?;
@@ -986,7 +986,7 @@ impl Forwarder {
         } else {
             Vec::new()
         };
-        let key = server_key(&msg);
+        let key = server_key(&msg, method == Method::Invite);
         let shard_index = shard_of(&key);
         let id = self.new_id(shard_index);
         let branch = if method == Method::Ack {
@@ -1463,5 +1463,326 @@ pub(crate) fn reply_address(request: &Message, inbound: &Inbound) -> SocketAddr 
         response_destination(request, inbound.source)
     } else {
         inbound.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The forwarder driven without sockets: messages in, messages out, time passed by hand.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::acl::rules::{Customer, CustomerStatus, TrunkGroup};
+    use crate::acl::{Acl, AclEntry, RuleSet, Snapshot};
+    use crate::config::DenyAction;
+    use crate::proxy::{Core, CoreSettings};
+    use crate::route::{GatewaySpec, HealthPolicy, RouteSpec, Routing};
+    use crate::sip::Limits;
+
+    const PBX: &str = "192.0.2.10:5060";
+    const EDGE: &str = "198.51.100.1:5060";
+    const EGRESS: &str = "198.51.100.9:5060";
+    const VENDOR_A: &str = "203.0.113.20:5080";
+    const VENDOR_B: &str = "203.0.113.21:5080";
+
+    fn gateway(name: &str, addr: &str, priority: u32) -> GatewaySpec {
+        let addr: SocketAddr = addr.parse().unwrap();
+        GatewaySpec {
+            name: name.to_owned(),
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            transport: Proto::Udp,
+            weight: 1,
+            priority,
+            strip: 0,
+            prefix: String::new(),
+            probe: false,
+        }
+    }
+
+    fn core() -> Core {
+        let rules = RuleSet {
+            customers: vec![Customer {
+                ban: "100001".to_owned(),
+                name: "demo".to_owned(),
+                status: CustomerStatus::Active,
+            }],
+            trunk_groups: vec![TrunkGroup {
+                id: 1,
+                ban: "100001".to_owned(),
+                name: "pbx".to_owned(),
+                auth_type: Default::default(),
+                max_cps: None,
+                max_concurrent_calls: None,
+                route: Some("r".to_owned()),
+                enabled: true,
+            }],
+            entries: vec![AclEntry {
+                origin: "test".to_owned(),
+                group: 1,
+                network: "192.0.2.10/32".parse().unwrap(),
+                port: 0,
+                proto: Proto::Any,
+                ban: "100001".to_owned(),
+                trunk_group: Some(1),
+            }],
+            ..RuleSet::default()
+        };
+        let metrics = Metrics::new();
+        let routes = Arc::new(RouteTable::new(&Routing {
+            gateways: vec![gateway("a", VENDOR_A, 0), gateway("b", VENDOR_B, 1)],
+            routes: vec![RouteSpec {
+                name: "r".to_owned(),
+                gateways: vec!["a".to_owned(), "b".to_owned()],
+                max_attempts: None,
+            }],
+        }));
+        let settings = ForwardSettings {
+            listeners: vec![ListenerFace {
+                transport: Proto::Udp,
+                bound: EDGE.parse().unwrap(),
+                advertise: "198.51.100.1".to_owned(),
+            }],
+            egress: vec![EGRESS.parse().unwrap()],
+            keys: DialogKeys::new(b"0123456789abcdef0123", None).unwrap(),
+            max_transactions: 100,
+            max_attempts: 3,
+            failover_codes: vec![],
+            default_route: None,
+            timers: Timers::default(),
+            probe: ProbeConfig {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                policy: HealthPolicy::default(),
+            },
+            retry_after_secs: 30,
+        };
+        let forwarder = Forwarder::new(settings, routes, metrics.clone());
+        let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
+        let settings = CoreSettings {
+            limits: Limits::default(),
+            deny_action: DenyAction::Reject,
+            deny_reason_in_reply: false,
+            retry_after_secs: 30,
+        };
+        Core::new(settings, acl, metrics, Some(forwarder))
+    }
+
+    fn from_pbx() -> Inbound {
+        Inbound {
+            source: PBX.parse().unwrap(),
+            local: EDGE.parse().unwrap(),
+            transport: Proto::Udp,
+            side: Side::Listener,
+            conn: None,
+        }
+    }
+
+    fn from_vendor(addr: &str) -> Inbound {
+        Inbound {
+            source: addr.parse().unwrap(),
+            local: EGRESS.parse().unwrap(),
+            transport: Proto::Udp,
+            side: Side::Egress(0),
+            conn: None,
+        }
+    }
+
+    fn invite(max_forwards: u8) -> Bytes {
+        Bytes::from(format!(
+            "INVITE sip:+12025550100@198.51.100.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKpbx1\r\n\
+             From: <sip:100@192.0.2.10>;tag=f1\r\nTo: <sip:+12025550100@198.51.100.1>\r\n\
+             Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:100@192.0.2.10>\r\n\
+             Max-Forwards: {max_forwards}\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    fn parse(send: &Send) -> Message {
+        Message::parse(send.bytes.clone()).expect("the edge sends valid SIP")
+    }
+
+    fn status(send: &Send) -> u16 {
+        parse(send).status().expect("a response")
+    }
+
+    /// The vendor's response to the request in `forwarded`.
+    fn answer(forwarded: &Send, code: u16, to_tag: &str) -> Bytes {
+        let msg = parse(forwarded);
+        let mut text = format!("SIP/2.0 {code} Whatever\r\n");
+        for via in msg.vias() {
+            text.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(via.unwrap().as_bytes())));
+        }
+        for rr in msg.record_routes() {
+            text.push_str(&format!("Record-Route: {}\r\n", String::from_utf8_lossy(rr.unwrap().as_bytes())));
+        }
+        text.push_str(&format!(
+            "From: <sip:100@192.0.2.10>;tag=f1\r\nTo: <sip:+12025550100@198.51.100.1>;tag={to_tag}\r\n\
+             Call-ID: call-1\r\nCSeq: {} {}\r\nContact: <sip:v@203.0.113.20:5080>\r\nContent-Length: 0\r\n\r\n",
+            msg.cseq().seq,
+            String::from_utf8_lossy(msg.cseq().method_bytes)
+        ));
+        Bytes::from(text)
+    }
+
+    #[test]
+    fn invite_gets_100_and_goes_to_the_first_gateway_with_double_record_route() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        assert_eq!(out.len(), 2);
+        assert_eq!(status(&out[0]), 100);
+        assert_eq!(out[1].to, VENDOR_A.parse().unwrap());
+        assert_eq!(out[1].face.side, Side::Egress(0));
+        let fwd = parse(&out[1]);
+        assert_eq!(fwd.request_uri().unwrap().as_bytes(), b"sip:+12025550100@203.0.113.20:5080");
+        assert!(fwd.top_via().as_bytes().starts_with(b"SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKwe"));
+        assert_eq!(fwd.max_forwards(), Some(69));
+        let rr: Vec<Vec<u8>> = fwd.record_routes().map(|r| r.unwrap().uri().host().to_vec()).collect();
+        assert_eq!(rr, vec![b"198.51.100.9".to_vec(), b"198.51.100.1".to_vec()]);
+    }
+
+    #[test]
+    fn retransmitted_invite_is_absorbed_with_the_last_provisional() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let relayed = core.on_datagram(now, answer(&out[1], 180, "v1"), &from_vendor(VENDOR_A));
+        assert_eq!(relayed.iter().map(status).collect::<Vec<_>>(), vec![180]);
+        let again = core.on_datagram(now, invite(70), &from_pbx());
+        assert_eq!(again.iter().map(status).collect::<Vec<_>>(), vec![180], "nothing to the vendor");
+    }
+
+    #[test]
+    fn a_503_fails_over_a_486_does_not_and_the_non_2xx_ack_is_hop_by_hop() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let next = core.on_datagram(now, answer(&out[1], 503, "a"), &from_vendor(VENDOR_A));
+        // The edge ACKs the 503 itself and tries the second gateway.
+        assert_eq!(next.len(), 2);
+        assert_eq!(parse(&next[0]).method(), Some(Method::Ack));
+        assert_eq!(next[0].to, VENDOR_A.parse().unwrap());
+        assert_eq!(next[1].to, VENDOR_B.parse().unwrap());
+        let last = core.on_datagram(now, answer(&next[1], 486, "b"), &from_vendor(VENDOR_B));
+        assert_eq!(last.len(), 2);
+        assert_eq!(parse(&last[0]).method(), Some(Method::Ack));
+        assert_eq!(status(&last[1]), 486);
+        assert_eq!(last[1].to, PBX.parse().unwrap());
+        assert_eq!(parse(&last[1]).vias().count(), 1, "the edge's Via is gone");
+        // The customer's ACK for the 486 stops at the edge.
+        let ack = String::from_utf8_lossy(&invite(70))
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("To: <sip:+12025550100@198.51.100.1>", "To: <sip:+12025550100@198.51.100.1>;tag=b");
+        assert!(core.on_datagram(now, Bytes::from(ack), &from_pbx()).is_empty());
+    }
+
+    #[test]
+    fn timer_b_fails_over_then_the_best_response_is_relayed() {
+        let core = core();
+        let t0 = Instant::now();
+        let out = core.on_datagram(t0, invite(70), &from_pbx());
+        // Retransmissions at T1 doublings, then Timer B moves the call to gateway b.
+        let retransmits = core.on_timer(t0 + Duration::from_millis(500));
+        assert_eq!(retransmits.len(), 1);
+        assert_eq!(retransmits[0].bytes, out[1].bytes);
+        let failover = core.on_timer(t0 + Duration::from_secs(32));
+        let to_b: Vec<_> = failover.iter().filter(|s| s.to == VENDOR_B.parse().unwrap()).collect();
+        assert_eq!(to_b.len(), 1);
+        let last = core.on_datagram(t0 + Duration::from_secs(33), answer(to_b[0], 503, "b"), &from_vendor(VENDOR_B));
+        // 408 (timeout) and 503: both 4xx/5xx; the lower class wins (RFC 3261 16.7).
+        let finals: Vec<u16> = last.iter().filter(|s| s.to == PBX.parse().unwrap()).map(status).collect();
+        assert_eq!(finals, vec![408]);
+    }
+
+    #[test]
+    fn cancel_answers_200_cancels_the_branch_and_relays_487() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        core.on_datagram(now, answer(&out[1], 180, "v1"), &from_vendor(VENDOR_A));
+        let cancel = String::from_utf8_lossy(&invite(70))
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
+        let sent = core.on_datagram(now, Bytes::from(cancel.clone()), &from_pbx());
+        assert_eq!(status(&sent[0]), 200);
+        let downstream = parse(&sent[1]);
+        assert_eq!(downstream.method(), Some(Method::Cancel));
+        assert_eq!(downstream.top_via().branch(), parse(&out[1]).top_via().branch());
+        let relayed = core.on_datagram(now, answer(&out[1], 487, "v1"), &from_vendor(VENDOR_A));
+        let codes: Vec<u16> = relayed.iter().filter(|s| s.to == PBX.parse().unwrap()).map(status).collect();
+        assert_eq!(codes, vec![487], "no failover after a CANCEL");
+        // An unknown CANCEL gets 481.
+        let unknown = cancel.replace("z9hG4bKpbx1", "z9hG4bKother");
+        assert_eq!(core.on_datagram(now, Bytes::from(unknown), &from_pbx()).iter().map(status).collect::<Vec<_>>(), vec![481]);
+    }
+
+    #[test]
+    fn in_dialog_requests_need_the_token_from_either_side() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let ok = core.on_datagram(now, answer(&out[1], 200, "v1"), &from_vendor(VENDOR_A));
+        let answered = parse(&ok[0]);
+        let rr: Vec<String> = answered.record_routes().map(|r| String::from_utf8_lossy(r.unwrap().as_bytes()).into_owned()).collect();
+        let bye_from_pbx = |route: &str| {
+            Bytes::from(format!(
+                "BYE sip:v@203.0.113.20:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKbye\r\n\
+                 Route: {route}\r\nFrom: <sip:100@192.0.2.10>;tag=f1\r\nTo: <sip:+12025550100@198.51.100.1>;tag=v1\r\n\
+                 Call-ID: call-1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        let good = core.on_datagram(now, bye_from_pbx(&format!("{}, {}", rr[1], rr[0])), &from_pbx());
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].to, "203.0.113.20:5080".parse().unwrap());
+        assert_eq!(parse(&good[0]).routes().count(), 0, "both edge routes popped");
+        let forged = rr[1].replace("wt=1", "wt=2");
+        let forged = String::from_utf8_lossy(&bye_from_pbx(&forged)).replace("z9hG4bKbye", "z9hG4bKbye2");
+        let bad = core.on_datagram(now, Bytes::from(forged), &from_pbx());
+        assert_eq!(bad.iter().map(status).collect::<Vec<_>>(), vec![403]);
+        // The vendor's BYE toward the customer, on the egress face.
+        let bye_from_vendor = format!(
+            "BYE sip:100@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.20:5080;branch=z9hG4bKvbye\r\n\
+             Route: {}, {}\r\nFrom: <sip:+12025550100@198.51.100.1>;tag=v1\r\nTo: <sip:100@192.0.2.10>;tag=f1\r\n\
+             Call-ID: call-1\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            rr[0], rr[1]
+        );
+        let routed = core.on_datagram(now, Bytes::from(bye_from_vendor), &from_vendor(VENDOR_A));
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].to, PBX.parse().unwrap());
+        assert_eq!(routed[0].face.side, Side::Listener);
+        assert_eq!(routed[0].face.local, EDGE.parse().unwrap());
+    }
+
+    #[test]
+    fn max_forwards_zero_gets_483_and_one_is_forwarded_as_zero() {
+        let core = core();
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(0), &from_pbx());
+        assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![483]);
+        let out = core.on_datagram(now, invite(1), &from_pbx());
+        assert_eq!(parse(&out[1]).max_forwards(), Some(0));
+    }
+
+    #[test]
+    fn draining_refuses_new_calls_with_retry_after() {
+        let core = core();
+        core.forwarder().unwrap().start_drain();
+        let out = core.on_datagram(Instant::now(), invite(70), &from_pbx());
+        assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![503]);
+        assert!(parse(&out[0]).header_values(b"Retry-After").next().is_some());
+    }
+
+    #[test]
+    fn transactions_are_removed_when_done() {
+        let core = core();
+        let t0 = Instant::now();
+        let out = core.on_datagram(t0, invite(70), &from_pbx());
+        core.on_datagram(t0, answer(&out[1], 200, "v1"), &from_vendor(VENDOR_A));
+        assert_eq!(core.forwarder().unwrap().live_transactions(), 1, "Accepted (RFC 6026)");
+        core.on_timer(t0 + Duration::from_secs(33));
+        assert_eq!(core.forwarder().unwrap().live_transactions(), 0);
     }
 }
