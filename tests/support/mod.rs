@@ -176,6 +176,58 @@ impl Trunks {
     pub fn text(&self) -> &str {
         &self.text
     }
+
+    /// A trunk group whose calls take the route `route` (a `[[routes]]` name).
+    pub fn routed_trunk_group(mut self, id: i64, ban: &str, route: &str) -> Trunks {
+        let _ = write!(
+            self.text,
+            "\n[[trunk_groups]]\nid = {id}\nban = \"{ban}\"\nname = \"trunk {id}\"\nroute = \"{route}\"\n"
+        );
+        self
+    }
+
+    /// A vendor gateway at `address` over `transport` (`udp`/`tcp`); a lower `priority` is
+    /// tried first, so tests pin the failover order with it.
+    pub fn gateway(
+        self,
+        name: &str,
+        address: SocketAddr,
+        transport: &str,
+        priority: u32,
+    ) -> Trunks {
+        self.gateway_with(name, address, transport, &format!("priority = {priority}"))
+    }
+
+    /// A vendor gateway with more `key = value` lines (strip, prefix, probe, ...).
+    pub fn gateway_with(
+        mut self,
+        name: &str,
+        address: SocketAddr,
+        transport: &str,
+        lines: &str,
+    ) -> Trunks {
+        let _ = write!(
+            self.text,
+            "\n[[gateways]]\nname = \"{name}\"\nhost = \"{}\"\nport = {}\ntransport = \"{transport}\"\n{lines}\n",
+            address.ip(),
+            address.port()
+        );
+        self
+    }
+
+    /// A route trying `gateways` in order of their priority.
+    pub fn route(mut self, name: &str, gateways: &[&str]) -> Trunks {
+        let list = gateways
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            self.text,
+            "\n[[routes]]\nname = \"{name}\"\ngateways = [{list}]\n"
+        );
+        self
+    }
 }
 
 // === TestEdge ===
@@ -271,6 +323,41 @@ impl TestEdgeBuilder {
             .await
             .expect("test edge starts");
         TestEdge { edge, config, dir }
+    }
+
+    /// One more `key = value` line in the `[proxy]` section.
+    pub fn proxy(self, line: &str) -> Self {
+        self.section_line("[proxy]", line)
+    }
+
+    /// One more `key = value` line in the `[proxy.probe]` section.
+    pub fn proxy_probe(self, line: &str) -> Self {
+        self.section_line("[proxy.probe]", line)
+    }
+
+    /// Adds `line` under `header` in the raw TOML, opening the section the first time. TOML
+    /// forbids a section twice, so later lines go right under the existing header.
+    fn section_line(mut self, header: &str, line: &str) -> Self {
+        let marker = format!("\n{header}\n");
+        match self.extra.find(&marker) {
+            Some(at) => self
+                .extra
+                .insert_str(at + marker.len(), &format!("{line}\n")),
+            None => {
+                let _ = writeln!(self.extra, "{marker}{line}");
+            }
+        }
+        self
+    }
+
+    /// The config file's text, for a test that runs the binary with it.
+    pub fn config_text(&self) -> String {
+        self.render()
+    }
+
+    /// The trunks file's text.
+    pub fn trunks_text(&self) -> &str {
+        self.trunks.text()
     }
 }
 
@@ -846,3 +933,5 @@ async fn read_frame(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<u8> {
         buffer.extend_from_slice(&chunk[..got]);
     }
 }
+
+pub mod peer;
