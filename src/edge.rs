@@ -164,15 +164,13 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         }
     }
     let pool = match &config.proxy {
-        Some(proxy) => Some(
-            egress::bind(&proxy.egress, &config.udp).map_err(|(address, source)| {
-                StartError::Bind {
-                    what: "egress",
-                    address,
-                    source,
-                }
-            })?,
-        ),
+        Some(proxy) => Some(egress::bind(&proxy.egress, &config.udp).map_err(
+            |(address, source)| StartError::Bind {
+                what: "egress",
+                address,
+                source,
+            },
+        )?),
         None => None,
     };
     let forwarder = match (&config.proxy, &pool) {
@@ -197,8 +195,10 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         _ => None,
     };
     let core = Arc::new(Core::new(settings, acl.clone(), metrics.clone(), forwarder));
-    let listener_sockets: Vec<Arc<tokio::net::UdpSocket>> =
-        udp_sockets.iter().filter_map(|s| s.first().cloned()).collect();
+    let listener_sockets: Vec<Arc<tokio::net::UdpSocket>> = udp_sockets
+        .iter()
+        .filter_map(|s| s.first().cloned())
+        .collect();
     let (egress_udp, egress_tcp, egress_addrs) = match pool {
         Some(pool) => (pool.udp, pool.tcp, pool.addresses),
         None => (Vec::new(), Vec::new(), Vec::new()),
@@ -218,18 +218,34 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
             udp_addrs.push(first);
         }
         for socket in sockets {
-            tasks.push(tokio::spawn(udp::serve(socket, Side::Listener, dispatcher.clone())));
+            tasks.push(tokio::spawn(udp::serve(
+                socket,
+                Side::Listener,
+                dispatcher.clone(),
+            )));
         }
     }
     for listener in tcp_listeners {
         if let Ok(address) = listener.local_addr() {
             tcp_addrs.push(address);
         }
-        tasks.push(tokio::spawn(tcp::serve(listener, Side::Listener, dispatcher.clone())));
+        tasks.push(tokio::spawn(tcp::serve(
+            listener,
+            Side::Listener,
+            dispatcher.clone(),
+        )));
     }
     for (i, (socket, listener)) in egress_udp.into_iter().zip(egress_tcp).enumerate() {
-        tasks.push(tokio::spawn(udp::serve(socket, Side::Egress(i), dispatcher.clone())));
-        tasks.push(tokio::spawn(tcp::serve(listener, Side::Egress(i), dispatcher.clone())));
+        tasks.push(tokio::spawn(udp::serve(
+            socket,
+            Side::Egress(i),
+            dispatcher.clone(),
+        )));
+        tasks.push(tokio::spawn(tcp::serve(
+            listener,
+            Side::Egress(i),
+            dispatcher.clone(),
+        )));
     }
     if core.forwarder().is_some() {
         tasks.push(tokio::spawn(run_timers(dispatcher.clone(), TIMER_TICK)));

@@ -243,7 +243,10 @@ pub(super) fn validate(raw: ProxyFile) -> Result<ProxyConfig, (String, String)> 
     if raw.probe.up_codes.iter().any(|c| !(100..=699).contains(c)) {
         return bad(
             "probe.up_codes",
-            format!("invalid value {:?}: not SIP status codes", raw.probe.up_codes),
+            format!(
+                "invalid value {:?}: not SIP status codes",
+                raw.probe.up_codes
+            ),
         );
     }
     Ok(ProxyConfig {

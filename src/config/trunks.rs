@@ -9,10 +9,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{parse_toml, read, ConfigError, Parsed};
-use crate::route::{GatewaySpec, RouteSpec, Routing};
 use crate::acl::rules::{
     AclEntry, AuthType, Customer, CustomerStatus, DedicatedIp, Proto, RuleSet, TrunkGroup,
 };
+use crate::route::{GatewaySpec, RouteSpec, Routing};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,7 +316,10 @@ fn parse_routing(
         if g.name.trim().is_empty() || !names.insert(g.name.clone()) {
             return Err(invalid(
                 key("name"),
-                format!("invalid value {:?}: empty or duplicate gateway name", g.name),
+                format!(
+                    "invalid value {:?}: empty or duplicate gateway name",
+                    g.name
+                ),
             ));
         }
         let host = g.host.trim();
@@ -340,10 +343,17 @@ fn parse_routing(
                 format!("invalid value \"{}\": expected udp or tcp", g.transport),
             ));
         }
-        if !g.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"+*#".contains(&b)) {
+        if !g
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+*#".contains(&b))
+        {
             return Err(invalid(
                 key("prefix"),
-                format!("invalid value {:?}: digits, letters, +, * and # only", g.prefix),
+                format!(
+                    "invalid value {:?}: digits, letters, +, * and # only",
+                    g.prefix
+                ),
             ));
         }
         if !g.enabled {
@@ -386,7 +396,11 @@ fn parse_routing(
         }
         routing.routes.push(RouteSpec {
             name: r.name,
-            gateways: r.gateways.into_iter().filter(|g| !disabled.contains(g)).collect(),
+            gateways: r
+                .gateways
+                .into_iter()
+                .filter(|g| !disabled.contains(g))
+                .collect(),
             max_attempts: r.max_attempts,
         });
     }

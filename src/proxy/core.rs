@@ -178,30 +178,47 @@ impl Core {
     }
 
     /// Validates a request (RFC 3261 16.3): `Err` holds the answer (400, 505) or nothing.
-    fn validate(&self, raw: RawMessage, method: Method, inbound: &Inbound) -> Result<Message, Sends> {
+    fn validate(
+        &self,
+        raw: RawMessage,
+        method: Method,
+        inbound: &Inbound,
+    ) -> Result<Message, Box<Sends>> {
         match Message::validate(raw) {
             Ok(msg) => Ok(msg),
             Err(rejected) => {
                 self.metrics.parse_error(rejected.error);
                 if method == Method::Ack {
                     self.metrics.dropped(DropReason::AbsorbedAck);
-                    return Err(Sends::new());
+                    return Err(Box::default());
                 }
                 let (code, reason) = match rejected.error {
                     ParseError::VersionNotSupported => (505, None),
                     error => (400, Some(error.to_string())),
                 };
                 tracing::debug!(peer.addr = %inbound.source, error = %rejected.error, "malformed request");
-                Err(self.reply_one(&rejected.raw, inbound, code, reason.as_deref(), &[]))
+                Err(Box::new(self.reply_one(
+                    &rejected.raw,
+                    inbound,
+                    code,
+                    reason.as_deref(),
+                    &[],
+                )))
             }
         }
     }
 
     /// A request that arrived on an egress address (from a vendor).
-    fn on_vendor_request(&self, now: Instant, raw: RawMessage, method: Method, inbound: &Inbound) -> Sends {
+    fn on_vendor_request(
+        &self,
+        now: Instant,
+        raw: RawMessage,
+        method: Method,
+        inbound: &Inbound,
+    ) -> Sends {
         let msg = match self.validate(raw, method, inbound) {
             Ok(msg) => msg,
-            Err(answer) => return answer,
+            Err(answer) => return *answer,
         };
         let Some(forwarder) = &self.forwarder else {
             return Sends::new();
@@ -223,9 +240,21 @@ impl Core {
                 }
                 let to_edge = msg.request_uri().is_some_and(|u| u.user().is_none());
                 if method == Method::Options && to_edge {
-                    return self.reply_one(&msg, inbound, 200, None, &[("Allow", ALLOW), ("Accept", ACCEPT)]);
+                    return self.reply_one(
+                        &msg,
+                        inbound,
+                        200,
+                        None,
+                        &[("Allow", ALLOW), ("Accept", ACCEPT)],
+                    );
                 }
-                self.reply_one(&msg, inbound, 403, Some("Forbidden (vendors cannot start calls)"), &[])
+                self.reply_one(
+                    &msg,
+                    inbound,
+                    403,
+                    Some("Forbidden (vendors cannot start calls)"),
+                    &[],
+                )
             }
         }
     }
@@ -242,7 +271,7 @@ impl Core {
     ) -> Sends {
         let msg = match self.validate(raw, method, inbound) {
             Ok(msg) => msg,
-            Err(answer) => return answer,
+            Err(answer) => return *answer,
         };
         if method == Method::Ack {
             match &self.forwarder {
@@ -294,7 +323,13 @@ impl Core {
             (_, _) if in_dialog => forwarder.in_dialog(now, msg, inbound),
             (Method::Invite, Some(caller)) => forwarder.invite(now, msg, inbound, caller),
             (Method::Register, _) => self.reply_one(&msg, inbound, 405, None, &[("Allow", ALLOW)]),
-            _ => self.reply_one(&msg, inbound, 403, Some("Forbidden (only INVITE starts a call)"), &[]),
+            _ => self.reply_one(
+                &msg,
+                inbound,
+                403,
+                Some("Forbidden (only INVITE starts a call)"),
+                &[],
+            ),
         }
     }
 
@@ -467,7 +502,11 @@ mod tests {
     #[test]
     fn known_source_options_answered_at_the_sent_by_port() {
         let (core, _) = core();
-        let replies = core.on_datagram(Instant::now(), request("OPTIONS", "192.0.2.10:5070"), &inbound(PBX));
+        let replies = core.on_datagram(
+            Instant::now(),
+            request("OPTIONS", "192.0.2.10:5070"),
+            &inbound(PBX),
+        );
         assert_eq!(replies.len(), 1);
         assert_eq!(status(&replies[0]), 200);
         // No rport: back to the source IP at the sent-by port (RFC 3261 18.2.2).
@@ -477,20 +516,29 @@ mod tests {
     #[test]
     fn unknown_source_gets_403_and_its_ack_nothing() {
         let (core, _) = core();
-        let replies = core.on_datagram(Instant::now(), 
+        let replies = core.on_datagram(
+            Instant::now(),
             request("INVITE", "192.0.2.11;rport"),
             &inbound("192.0.2.11:5060"),
         );
         assert_eq!(replies.iter().map(status).collect::<Vec<_>>(), vec![403]);
         assert!(core
-            .on_datagram(Instant::now(), request("ACK", "192.0.2.11"), &inbound("192.0.2.11:5060"))
+            .on_datagram(
+                Instant::now(),
+                request("ACK", "192.0.2.11"),
+                &inbound("192.0.2.11:5060")
+            )
             .is_empty());
     }
 
     #[test]
     fn allowed_invite_gets_100_then_503() {
         let (core, _) = core();
-        let replies = core.on_datagram(Instant::now(), request("INVITE", "192.0.2.10;rport"), &inbound(PBX));
+        let replies = core.on_datagram(
+            Instant::now(),
+            request("INVITE", "192.0.2.10;rport"),
+            &inbound(PBX),
+        );
         assert_eq!(
             replies.iter().map(status).collect::<Vec<_>>(),
             vec![100, 503]
@@ -506,7 +554,11 @@ mod tests {
         let (core, metrics) = core();
         for datagram in [&b"\r\n\r\n"[..], b"\r\n", b"\x16\x03\x01garbage", b""] {
             assert!(core
-                .on_datagram(Instant::now(), Bytes::copy_from_slice(datagram), &inbound(PBX))
+                .on_datagram(
+                    Instant::now(),
+                    Bytes::copy_from_slice(datagram),
+                    &inbound(PBX)
+                )
                 .is_empty());
         }
         let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\

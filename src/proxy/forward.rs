@@ -95,7 +95,11 @@ fn server_key(msg: &Message, invite: bool) -> ServerKey {
         id.extend_from_slice(via.branch().unwrap_or_default());
         id.push(b'|');
         id.extend_from_slice(via.host());
-        id.extend_from_slice(itoa::Buffer::new().format(via.port().unwrap_or(0)).as_bytes());
+        id.extend_from_slice(
+            itoa::Buffer::new()
+                .format(via.port().unwrap_or(0))
+                .as_bytes(),
+        );
     } else {
         for part in [
             msg.call_id(),
@@ -316,6 +320,15 @@ fn uri_transport(uri: &Uri<'_>) -> Option<Proto> {
     }
 }
 
+/// What the last of the edge's own Route values says about the face on the other side.
+#[derive(Debug, Default)]
+struct RouteHint {
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    transport: Option<Proto>,
+    host: Vec<u8>,
+}
+
 /// A stable To-tag for responses the edge makes itself (same on every replica).
 fn own_tag(request: &Message) -> [u8; 16] {
     let mut hasher = std::hash::DefaultHasher::new();
@@ -348,7 +361,11 @@ impl Forwarder {
         for (i, b) in salt.iter_mut().enumerate() {
             *b = b"0123456789abcdefghijklmnopqrstuv"[((bits >> (5 * i)) & 31) as usize];
         }
-        let probes = routes.gateways.iter().map(|_| ProbeSlot::default()).collect();
+        let probes = routes
+            .gateways
+            .iter()
+            .map(|_| ProbeSlot::default())
+            .collect();
         Forwarder {
             retry_after: settings.retry_after_secs.to_string(),
             settings,
@@ -533,12 +550,15 @@ impl Forwarder {
             msg.from().tag().unwrap_or_default(),
             msg.to().tag().unwrap_or_default(),
         ];
-        msg.routes().next().and_then(Result::ok).is_some_and(|route| {
-            route
-                .uri()
-                .param(TOKEN_PARAM.as_bytes())
-                .is_some_and(|t| self.settings.keys.verify(t, msg.call_id(), tags))
-        })
+        msg.routes()
+            .next()
+            .and_then(Result::ok)
+            .is_some_and(|route| {
+                route
+                    .uri()
+                    .param(TOKEN_PARAM.as_bytes())
+                    .is_some_and(|t| self.settings.keys.verify(t, msg.call_id(), tags))
+            })
     }
 
     // === requests ===
@@ -561,7 +581,13 @@ impl Forwarder {
     }
 
     /// An initial INVITE from an allowed customer.
-    pub fn invite(&self, now: Instant, msg: Message, inbound: &Inbound, caller: Caller<'_>) -> Sends {
+    pub fn invite(
+        &self,
+        now: Instant,
+        msg: Message,
+        inbound: &Inbound,
+        caller: Caller<'_>,
+    ) -> Sends {
         let mut out = Sends::new();
         self.stats.call(caller.customer, CallOutcome::Attempted);
         if self.is_draining() {
@@ -696,12 +722,13 @@ impl Forwarder {
             let branch_index = txn.branches.len() as u8;
             let branch = self.branch_param(CALL_BRANCH, id, branch_index);
             let via = self.via_for(&face, transport, &branch);
-            let token = self
-                .settings
-                .keys
-                .token(txn.request.call_id(), txn.request.from().tag().unwrap_or_default());
+            let token = self.settings.keys.token(
+                txn.request.call_id(),
+                txn.request.from().tag().unwrap_or_default(),
+            );
             let egress_rr = self.record_route(&face, transport, token.as_str());
-            let ingress_rr = self.record_route(&txn.inbound.face(), txn.inbound.transport, token.as_str());
+            let ingress_rr =
+                self.record_route(&txn.inbound.face(), txn.inbound.transport, token.as_str());
             let user = txn
                 .request
                 .request_uri()
@@ -732,7 +759,10 @@ impl Forwarder {
             if transport == Proto::Tcp {
                 uri.extend_from_slice(b";transport=tcp");
             }
-            let max_forwards = txn.request.max_forwards().map_or(70, |m| m.saturating_sub(1));
+            let max_forwards = txn
+                .request
+                .max_forwards()
+                .map_or(70, |m| m.saturating_sub(1));
             let routes = txn.request.routes().count();
             let mut edits: SmallVec<[Edit<'_>; 8]> = SmallVec::new();
             edits.push(Edit::SetRequestUri(&uri));
@@ -792,14 +822,23 @@ impl Forwarder {
             Some((code, Some(bytes))) => (code, bytes),
             Some((code, None)) => {
                 let code = if txn.cancelled { 487 } else { code };
-                (code, self.local_reply(&txn.request, &txn.inbound, code, None, &[]).bytes)
+                (
+                    code,
+                    self.local_reply(&txn.request, &txn.inbound, code, None, &[])
+                        .bytes,
+                )
             }
             None if txn.cancelled => (
                 487,
-                self.local_reply(&txn.request, &txn.inbound, 487, None, &[]).bytes,
+                self.local_reply(&txn.request, &txn.inbound, 487, None, &[])
+                    .bytes,
             ),
             None => {
-                let send = self.unavailable(&txn.request, &txn.inbound, "Service Unavailable (no gateway available)");
+                let send = self.unavailable(
+                    &txn.request,
+                    &txn.inbound,
+                    "Service Unavailable (no gateway available)",
+                );
                 (503, send.bytes)
             }
         };
@@ -907,7 +946,7 @@ impl Forwarder {
         ];
         // Our Record-Route values at the top of the route set: one or two (one per face).
         let mut popped = 0;
-        let mut other_face: Option<(Option<IpAddr>, Option<u16>, Option<Proto>, Vec<u8>)> = None;
+        let mut other_face: Option<RouteHint> = None;
         for route in msg.routes().take(2) {
             let Ok(route) = route else { break };
             let uri = route.uri();
@@ -918,11 +957,17 @@ impl Forwarder {
                 break;
             }
             popped += 1;
-            other_face = Some((uri.ip(), uri.port(), uri_transport(&uri), uri.host().to_vec()));
+            other_face = Some(RouteHint {
+                ip: uri.ip(),
+                port: uri.port(),
+                transport: uri_transport(&uri),
+                host: uri.host().to_vec(),
+            });
         }
         if popped == 0 {
             if method == Method::Ack {
-                self.metrics.dropped(crate::telemetry::DropReason::AbsorbedAck);
+                self.metrics
+                    .dropped(crate::telemetry::DropReason::AbsorbedAck);
                 return out;
             }
             tracing::debug!(peer.addr = %inbound.source, "in-dialog request without a valid edge route");
@@ -957,17 +1002,21 @@ impl Forwarder {
             }
             return out;
         };
-        let default_port = if target_uri.scheme() == Scheme::Sips { 5061 } else { 5060 };
+        let default_port = if target_uri.scheme() == Scheme::Sips {
+            5061
+        } else {
+            5060
+        };
         let to = SocketAddr::new(ip, target_uri.port().unwrap_or(default_port));
-        let face_hint = other_face.unwrap_or((None, None, None, Vec::new()));
+        let hint = other_face.unwrap_or_default();
         let transport = uri_transport(&target_uri)
-            .or(face_hint.2)
+            .or(hint.transport)
             .unwrap_or(Proto::Udp);
         let face = match inbound.side {
             Side::Listener => {
                 // Customer to vendor: the egress the dialog uses.
-                let index = face_hint
-                    .0
+                let index = hint
+                    .ip
                     .and_then(|ip| self.settings.egress.iter().position(|e| e.ip() == ip))
                     .unwrap_or_else(|| self.egress_for_call(call_id));
                 self.stats.dialog_requests[0].increment(1);
@@ -975,7 +1024,7 @@ impl Forwarder {
             }
             Side::Egress(_) => {
                 self.stats.dialog_requests[1].increment(1);
-                self.customer_face(&face_hint.3, face_hint.0, face_hint.1, transport)
+                self.customer_face(&hint.host, hint.ip, hint.port, transport)
             }
         };
         let via_branch = if method == Method::Ack {
@@ -1048,7 +1097,12 @@ impl Forwarder {
             out.push(trying);
         }
         txn.branches.push(Branch {
-            client: ClientTransaction::start(now, invite, transport != Proto::Udp, self.settings.timers),
+            client: ClientTransaction::start(
+                now,
+                invite,
+                transport != Proto::Udp,
+                self.settings.timers,
+            ),
             to,
             transport,
             face,
@@ -1090,7 +1144,9 @@ impl Forwarder {
             .or_else(|| listeners.iter().find(|l| l.transport == transport))
             .or_else(|| listeners.first());
         let local = match (chosen, ip) {
-            (Some(l), Some(ip)) if l.bound.ip().is_unspecified() => SocketAddr::new(ip, l.bound.port()),
+            (Some(l), Some(ip)) if l.bound.ip().is_unspecified() => {
+                SocketAddr::new(ip, l.bound.port())
+            }
             (Some(l), _) => l.bound,
             (None, _) => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
@@ -1160,7 +1216,9 @@ impl Forwarder {
                         });
                     }
                 }
-                Action::PassUp(code) => self.on_branch_response(now, id, txn, index, code, Some(&msg), &mut out),
+                Action::PassUp(code) => {
+                    self.on_branch_response(now, id, txn, index, code, Some(&msg), &mut out)
+                }
                 _ => {}
             }
         }
@@ -1222,9 +1280,7 @@ impl Forwarder {
                 let is_call = matches!(txn.kind, Kind::Call { .. });
                 if is_call && !txn.final_sent {
                     txn.finals.push((code, bytes));
-                    if !txn.cancelled
-                        && should_fail_over(code, &self.settings.failover_codes)
-                    {
+                    if !txn.cancelled && should_fail_over(code, &self.settings.failover_codes) {
                         if let Some(g) = gateway {
                             self.stats.gateways[g].failovers.increment(1);
                         }
@@ -1235,7 +1291,10 @@ impl Forwarder {
                 } else if !txn.final_sent {
                     let bytes = match bytes {
                         Some(bytes) => bytes,
-                        None => self.local_reply(&txn.request, &txn.inbound, code, None, &[]).bytes,
+                        None => {
+                            self.local_reply(&txn.request, &txn.inbound, code, None, &[])
+                                .bytes
+                        }
                     };
                     self.send_final(now, txn, code, bytes, out);
                 }
@@ -1370,7 +1429,11 @@ impl Forwarder {
                     slot.outstanding = None;
                     self.stats.gateways[index].probes_failed.increment(1);
                     if let Some(state) = gateway.failed(policy) {
-                        tracing::warn!(gateway.name = gateway.name(), ?state, "gateway probe timed out; state changed");
+                        tracing::warn!(
+                            gateway.name = gateway.name(),
+                            ?state,
+                            "gateway probe timed out; state changed"
+                        );
                         self.stats.gateways[index].up.set(0.0);
                     }
                 }
@@ -1401,7 +1464,11 @@ impl Forwarder {
                     gateway.spec.host.clone()
                 },
                 gateway.spec.port,
-                if transport == Proto::Tcp { ";transport=tcp" } else { "" }
+                if transport == Proto::Tcp {
+                    ";transport=tcp"
+                } else {
+                    ""
+                }
             );
             let from = format!("sip:warp-edge@{}", host_text(face.local.ip()));
             let call_id = format!(
@@ -1443,7 +1510,12 @@ impl Forwarder {
             stats.probes_failed.increment(1);
         }
         if let Some(state) = gateway.probe_answered(code, policy) {
-            tracing::warn!(gateway.name = gateway.name(), ?state, code, "gateway state changed");
+            tracing::warn!(
+                gateway.name = gateway.name(),
+                ?state,
+                code,
+                "gateway state changed"
+            );
             stats.up.set(if gateway.is_up() { 1.0 } else { 0.0 });
         }
     }
@@ -1612,10 +1684,16 @@ mod tests {
         let msg = parse(forwarded);
         let mut text = format!("SIP/2.0 {code} Whatever\r\n");
         for via in msg.vias() {
-            text.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(via.unwrap().as_bytes())));
+            text.push_str(&format!(
+                "Via: {}\r\n",
+                String::from_utf8_lossy(via.unwrap().as_bytes())
+            ));
         }
         for rr in msg.record_routes() {
-            text.push_str(&format!("Record-Route: {}\r\n", String::from_utf8_lossy(rr.unwrap().as_bytes())));
+            text.push_str(&format!(
+                "Record-Route: {}\r\n",
+                String::from_utf8_lossy(rr.unwrap().as_bytes())
+            ));
         }
         text.push_str(&format!(
             "From: <sip:100@192.0.2.10>;tag=f1\r\nTo: <sip:+12025550100@198.51.100.1>;tag={to_tag}\r\n\
@@ -1636,10 +1714,19 @@ mod tests {
         assert_eq!(out[1].to, VENDOR_A.parse().unwrap());
         assert_eq!(out[1].face.side, Side::Egress(0));
         let fwd = parse(&out[1]);
-        assert_eq!(fwd.request_uri().unwrap().as_bytes(), b"sip:+12025550100@203.0.113.20:5080");
-        assert!(fwd.top_via().as_bytes().starts_with(b"SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKwe"));
+        assert_eq!(
+            fwd.request_uri().unwrap().as_bytes(),
+            b"sip:+12025550100@203.0.113.20:5080"
+        );
+        assert!(fwd
+            .top_via()
+            .as_bytes()
+            .starts_with(b"SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKwe"));
         assert_eq!(fwd.max_forwards(), Some(69));
-        let rr: Vec<Vec<u8>> = fwd.record_routes().map(|r| r.unwrap().uri().host().to_vec()).collect();
+        let rr: Vec<Vec<u8>> = fwd
+            .record_routes()
+            .map(|r| r.unwrap().uri().host().to_vec())
+            .collect();
         assert_eq!(rr, vec![b"198.51.100.9".to_vec(), b"198.51.100.1".to_vec()]);
     }
 
@@ -1651,7 +1738,11 @@ mod tests {
         let relayed = core.on_datagram(now, answer(&out[1], 180, "v1"), &from_vendor(VENDOR_A));
         assert_eq!(relayed.iter().map(status).collect::<Vec<_>>(), vec![180]);
         let again = core.on_datagram(now, invite(70), &from_pbx());
-        assert_eq!(again.iter().map(status).collect::<Vec<_>>(), vec![180], "nothing to the vendor");
+        assert_eq!(
+            again.iter().map(status).collect::<Vec<_>>(),
+            vec![180],
+            "nothing to the vendor"
+        );
     }
 
     #[test]
@@ -1675,8 +1766,13 @@ mod tests {
         let ack = String::from_utf8_lossy(&invite(70))
             .replace("INVITE sip", "ACK sip")
             .replace("1 INVITE", "1 ACK")
-            .replace("To: <sip:+12025550100@198.51.100.1>", "To: <sip:+12025550100@198.51.100.1>;tag=b");
-        assert!(core.on_datagram(now, Bytes::from(ack), &from_pbx()).is_empty());
+            .replace(
+                "To: <sip:+12025550100@198.51.100.1>",
+                "To: <sip:+12025550100@198.51.100.1>;tag=b",
+            );
+        assert!(core
+            .on_datagram(now, Bytes::from(ack), &from_pbx())
+            .is_empty());
     }
 
     #[test]
@@ -1689,11 +1785,22 @@ mod tests {
         assert_eq!(retransmits.len(), 1);
         assert_eq!(retransmits[0].bytes, out[1].bytes);
         let failover = core.on_timer(t0 + Duration::from_secs(32));
-        let to_b: Vec<_> = failover.iter().filter(|s| s.to == VENDOR_B.parse().unwrap()).collect();
+        let to_b: Vec<_> = failover
+            .iter()
+            .filter(|s| s.to == VENDOR_B.parse().unwrap())
+            .collect();
         assert_eq!(to_b.len(), 1);
-        let last = core.on_datagram(t0 + Duration::from_secs(33), answer(to_b[0], 503, "b"), &from_vendor(VENDOR_B));
+        let last = core.on_datagram(
+            t0 + Duration::from_secs(33),
+            answer(to_b[0], 503, "b"),
+            &from_vendor(VENDOR_B),
+        );
         // 408 (timeout) and 503: both 4xx/5xx; the lower class wins (RFC 3261 16.7).
-        let finals: Vec<u16> = last.iter().filter(|s| s.to == PBX.parse().unwrap()).map(status).collect();
+        let finals: Vec<u16> = last
+            .iter()
+            .filter(|s| s.to == PBX.parse().unwrap())
+            .map(status)
+            .collect();
         assert_eq!(finals, vec![408]);
     }
 
@@ -1710,13 +1817,26 @@ mod tests {
         assert_eq!(status(&sent[0]), 200);
         let downstream = parse(&sent[1]);
         assert_eq!(downstream.method(), Some(Method::Cancel));
-        assert_eq!(downstream.top_via().branch(), parse(&out[1]).top_via().branch());
+        assert_eq!(
+            downstream.top_via().branch(),
+            parse(&out[1]).top_via().branch()
+        );
         let relayed = core.on_datagram(now, answer(&out[1], 487, "v1"), &from_vendor(VENDOR_A));
-        let codes: Vec<u16> = relayed.iter().filter(|s| s.to == PBX.parse().unwrap()).map(status).collect();
+        let codes: Vec<u16> = relayed
+            .iter()
+            .filter(|s| s.to == PBX.parse().unwrap())
+            .map(status)
+            .collect();
         assert_eq!(codes, vec![487], "no failover after a CANCEL");
         // An unknown CANCEL gets 481.
         let unknown = cancel.replace("z9hG4bKpbx1", "z9hG4bKother");
-        assert_eq!(core.on_datagram(now, Bytes::from(unknown), &from_pbx()).iter().map(status).collect::<Vec<_>>(), vec![481]);
+        assert_eq!(
+            core.on_datagram(now, Bytes::from(unknown), &from_pbx())
+                .iter()
+                .map(status)
+                .collect::<Vec<_>>(),
+            vec![481]
+        );
     }
 
     #[test]
@@ -1726,7 +1846,10 @@ mod tests {
         let out = core.on_datagram(now, invite(70), &from_pbx());
         let ok = core.on_datagram(now, answer(&out[1], 200, "v1"), &from_vendor(VENDOR_A));
         let answered = parse(&ok[0]);
-        let rr: Vec<String> = answered.record_routes().map(|r| String::from_utf8_lossy(r.unwrap().as_bytes()).into_owned()).collect();
+        let rr: Vec<String> = answered
+            .record_routes()
+            .map(|r| String::from_utf8_lossy(r.unwrap().as_bytes()).into_owned())
+            .collect();
         let bye_from_pbx = |route: &str| {
             Bytes::from(format!(
                 "BYE sip:v@203.0.113.20:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKbye\r\n\
@@ -1734,12 +1857,21 @@ mod tests {
                  Call-ID: call-1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             ))
         };
-        let good = core.on_datagram(now, bye_from_pbx(&format!("{}, {}", rr[1], rr[0])), &from_pbx());
+        let good = core.on_datagram(
+            now,
+            bye_from_pbx(&format!("{}, {}", rr[1], rr[0])),
+            &from_pbx(),
+        );
         assert_eq!(good.len(), 1);
         assert_eq!(good[0].to, "203.0.113.20:5080".parse().unwrap());
-        assert_eq!(parse(&good[0]).routes().count(), 0, "both edge routes popped");
+        assert_eq!(
+            parse(&good[0]).routes().count(),
+            0,
+            "both edge routes popped"
+        );
         let forged = rr[1].replace("wt=1", "wt=2");
-        let forged = String::from_utf8_lossy(&bye_from_pbx(&forged)).replace("z9hG4bKbye", "z9hG4bKbye2");
+        let forged =
+            String::from_utf8_lossy(&bye_from_pbx(&forged)).replace("z9hG4bKbye", "z9hG4bKbye2");
         let bad = core.on_datagram(now, Bytes::from(forged), &from_pbx());
         assert_eq!(bad.iter().map(status).collect::<Vec<_>>(), vec![403]);
         // The vendor's BYE toward the customer, on the egress face.
@@ -1772,7 +1904,10 @@ mod tests {
         core.forwarder().unwrap().start_drain();
         let out = core.on_datagram(Instant::now(), invite(70), &from_pbx());
         assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![503]);
-        assert!(parse(&out[0]).header_values(b"Retry-After").next().is_some());
+        assert!(parse(&out[0])
+            .header_values(b"Retry-After")
+            .next()
+            .is_some());
     }
 
     #[test]
@@ -1781,7 +1916,11 @@ mod tests {
         let t0 = Instant::now();
         let out = core.on_datagram(t0, invite(70), &from_pbx());
         core.on_datagram(t0, answer(&out[1], 200, "v1"), &from_vendor(VENDOR_A));
-        assert_eq!(core.forwarder().unwrap().live_transactions(), 1, "Accepted (RFC 6026)");
+        assert_eq!(
+            core.forwarder().unwrap().live_transactions(),
+            1,
+            "Accepted (RFC 6026)"
+        );
         core.on_timer(t0 + Duration::from_secs(33));
         assert_eq!(core.forwarder().unwrap().live_transactions(), 0);
     }

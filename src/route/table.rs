@@ -54,7 +54,11 @@ pub struct Gateway {
 
 impl Gateway {
     fn new(spec: GatewaySpec) -> Gateway {
-        let addresses = spec.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
+        let addresses = spec
+            .host
+            .parse::<IpAddr>()
+            .map(|ip| vec![ip])
+            .unwrap_or_default();
         Gateway {
             spec,
             addresses: RwLock::new(addresses),
@@ -84,7 +88,10 @@ impl Gateway {
     }
 
     pub fn is_up(&self) -> bool {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).is_up()
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_up()
     }
 
     /// A probe answered: returns the new state when it changed.

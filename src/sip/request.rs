@@ -17,7 +17,10 @@ fn copy_fields(out: &mut BytesMut, msg: &Message, names: &[HeaderName]) {
 }
 
 fn start_line(out: &mut BytesMut, method: &[u8], forwarded: &Message) {
-    let uri = forwarded.request_uri().map(|u| u.as_bytes()).unwrap_or_default();
+    let uri = forwarded
+        .request_uri()
+        .map(|u| u.as_bytes())
+        .unwrap_or_default();
     out.extend_from_slice(method);
     out.put_u8(b' ');
     out.extend_from_slice(uri);

@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Recorder, SharedString, Unit,
-};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Recorder, SharedString, Unit};
 
 use super::names::*;
 use super::{Metrics, MAX_CUSTOMER_LABELS, META};
@@ -146,7 +144,8 @@ impl ForwardMetrics {
             .iter()
             .map(|e| counter(EGRESS_CALLS_TOTAL, vec![Label::new("egress", e.clone())]))
             .collect();
-        let side = |s: &'static str| counter(DIALOG_REQUESTS_TOTAL, vec![Label::new("direction", s)]);
+        let side =
+            |s: &'static str| counter(DIALOG_REQUESTS_TOTAL, vec![Label::new("direction", s)]);
         let retransmission =
             |k: &'static str| counter(RETRANSMISSIONS_TOTAL, vec![Label::new("kind", k)]);
         ForwardMetrics {
@@ -195,13 +194,31 @@ impl ForwardMetrics {
 fn describe(metrics: &Metrics) {
     let recorder = metrics.recorder();
     for (name, text) in [
-        (CALLS_TOTAL, "Calls (initial INVITEs) by customer and outcome."),
-        (GATEWAY_ATTEMPTS_TOTAL, "INVITEs sent to a gateway (one per attempt)."),
-        (GATEWAY_FAILOVERS_TOTAL, "Attempts on a gateway that failed over to the next one."),
-        (GATEWAY_RESPONSES_TOTAL, "Final responses from a gateway, by code (408 for timeouts and connect failures)."),
+        (
+            CALLS_TOTAL,
+            "Calls (initial INVITEs) by customer and outcome.",
+        ),
+        (
+            GATEWAY_ATTEMPTS_TOTAL,
+            "INVITEs sent to a gateway (one per attempt).",
+        ),
+        (
+            GATEWAY_FAILOVERS_TOTAL,
+            "Attempts on a gateway that failed over to the next one.",
+        ),
+        (
+            GATEWAY_RESPONSES_TOTAL,
+            "Final responses from a gateway, by code (408 for timeouts and connect failures).",
+        ),
         (GATEWAY_PROBES_TOTAL, "OPTIONS probe results by gateway."),
-        (DIALOG_REQUESTS_TOTAL, "In-dialog requests routed by Record-Route token, by the side they came from."),
-        (RETRANSMISSIONS_TOTAL, "Retransmissions sent, absorbed, or (2xx) forwarded."),
+        (
+            DIALOG_REQUESTS_TOTAL,
+            "In-dialog requests routed by Record-Route token, by the side they came from.",
+        ),
+        (
+            RETRANSMISSIONS_TOTAL,
+            "Retransmissions sent, absorbed, or (2xx) forwarded.",
+        ),
         (EGRESS_CALLS_TOTAL, "Calls sent from each egress address."),
     ] {
         recorder.describe_counter(
@@ -221,8 +238,14 @@ fn describe(metrics: &Metrics) {
         SharedString::const_str("Proxy transactions in memory."),
     );
     for (name, text) in [
-        (GATEWAY_FIRST_RESPONSE_SECONDS, "INVITE sent to first response from the gateway."),
-        (GATEWAY_FINAL_RESPONSE_SECONDS, "INVITE sent to final response from the gateway."),
+        (
+            GATEWAY_FIRST_RESPONSE_SECONDS,
+            "INVITE sent to first response from the gateway.",
+        ),
+        (
+            GATEWAY_FINAL_RESPONSE_SECONDS,
+            "INVITE sent to final response from the gateway.",
+        ),
     ] {
         recorder.describe_histogram(
             KeyName::from_const_str(name),

@@ -141,7 +141,7 @@ impl Metrics {
                 metrics_exporter_prometheus::Matcher::Suffix("_response_seconds".to_owned()),
                 forwarding::LATENCY_BUCKETS,
             )
-            .map_or_else(|_| PrometheusBuilder::new(), |b| b)
+            .unwrap_or_else(|_| PrometheusBuilder::new())
             .build_recorder();
         let handle = recorder.handle();
         describe(&recorder);

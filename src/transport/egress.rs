@@ -23,7 +23,10 @@ pub struct EgressPool {
 
 /// Binds every egress address. With port 0 the UDP socket picks the port and the TCP
 /// listener takes the same one (retrying a few times if TCP has it taken).
-pub fn bind(addresses: &[SocketAddr], config: &UdpConfig) -> Result<EgressPool, (SocketAddr, io::Error)> {
+pub fn bind(
+    addresses: &[SocketAddr],
+    config: &UdpConfig,
+) -> Result<EgressPool, (SocketAddr, io::Error)> {
     let single = UdpConfig {
         sockets_per_listener: 1,
         ..config.clone()

@@ -97,7 +97,11 @@ pub async fn serve(socket: Arc<UdpSocket>, side: Side, dispatcher: Arc<Dispatche
             side,
             conn: None,
         };
-        let sends = core.on_datagram(Instant::now(), Bytes::copy_from_slice(&buf[..len]), &inbound);
+        let sends = core.on_datagram(
+            Instant::now(),
+            Bytes::copy_from_slice(&buf[..len]),
+            &inbound,
+        );
         if !sends.is_empty() {
             dispatcher.dispatch(sends).await;
         }
