@@ -1023,3 +1023,201 @@ async fn sigterm_refuses_new_calls_drains_the_ringing_one_and_exits_0() {
     };
     assert_eq!(exit.code(), Some(0), "{}", running.log());
 }
+
+// === gateway health, TCP connect failure, number rewriting, metrics ===
+
+use warp_edge::telemetry::names::{
+    CALLS_TOTAL, DIALOG_REQUESTS_TOTAL, EGRESS_CALLS_TOTAL, GATEWAY_ATTEMPTS_TOTAL,
+    GATEWAY_FAILOVERS_TOTAL, GATEWAY_PROBES_TOTAL, GATEWAY_RESPONSES_TOTAL, GATEWAY_UP,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_connect_failure_fails_over_and_counts_against_the_gateway() {
+    // Gateway 0 is TCP on a port nobody listens on; gateway 1 is a real UDP vendor.
+    let closed = SocketAddr::new(host(22), free_port(host(22)));
+    let mut second = vendor(1, Transport::Udp).await;
+    let trunks = Trunks::demo()
+        .gateway("dead-tcp", closed, "tcp", 0)
+        .gateway("vendor-1", second.local(), "udp", 1)
+        .route("demo", &["dead-tcp", "vendor-1"]);
+    let edge = TestEdge::builder()
+        .trunks(trunks)
+        .proxy("egress = [\"127.0.1.1:0\"]")
+        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
+        .proxy("default_route = \"demo\"")
+        .start()
+        .await;
+    let mut pbx = pbx(&edge, Transport::Udp).await;
+    let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
+    pbx.send_to(ingress(&edge, &pbx), &invite).await;
+    pbx.recv_status(100).await;
+    let at_second = second.recv_request("INVITE").await;
+    let retry = Offer {
+        egress: assert_forwarded_invite(&edge, &pbx, &second, &invite, &at_second),
+        invite,
+        at_vendor: at_second,
+    };
+    let (mut uac, _) = answer(&edge, &mut pbx, &mut second, &retry).await;
+    customer_hangs_up(&edge, &mut pbx, &mut second, &mut uac, retry.egress).await;
+
+    let scrape = edge.metrics().await;
+    let gw = |name: &'static str| [("gateway", name)];
+    assert_eq!(scrape.counter(GATEWAY_ATTEMPTS_TOTAL, &gw("dead-tcp")), 1);
+    assert_eq!(scrape.counter(GATEWAY_FAILOVERS_TOTAL, &gw("dead-tcp")), 1);
+    assert_eq!(
+        scrape.counter(
+            GATEWAY_RESPONSES_TOTAL,
+            &[("gateway", "dead-tcp"), ("code", "408")]
+        ),
+        1,
+        "a failed connect counts as a 408"
+    );
+    assert_eq!(scrape.counter(GATEWAY_ATTEMPTS_TOTAL, &gw("vendor-1")), 1);
+    assert_eq!(
+        scrape.counter(
+            GATEWAY_RESPONSES_TOTAL,
+            &[("gateway", "vendor-1"), ("code", "200")]
+        ),
+        1
+    );
+    let calls = |outcome: &'static str| {
+        scrape.counter(
+            CALLS_TOTAL,
+            &[("customer", support::DEMO_BAN), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (calls("attempted"), calls("answered"), calls("failed")),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        scrape.counter(DIALOG_REQUESTS_TOTAL, &[("direction", "customer")]),
+        2,
+        "the ACK and the BYE"
+    );
+    let egress_label = egress(&edge)[0].to_string();
+    assert_eq!(
+        scrape.counter(EGRESS_CALLS_TOTAL, &[("egress", egress_label.as_str())]),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probing_marks_a_silent_gateway_down_and_calls_skip_it() {
+    let mut silent = vendor(0, Transport::Udp).await;
+    let mut healthy = vendor(1, Transport::Udp).await;
+    let trunks = Trunks::demo()
+        .gateway_with(
+            "silent",
+            silent.local(),
+            "udp",
+            "priority = 0\nprobe = true",
+        )
+        .gateway_with(
+            "healthy",
+            healthy.local(),
+            "udp",
+            "priority = 1\nprobe = true",
+        )
+        .route("demo", &["silent", "healthy"]);
+    let edge = TestEdge::builder()
+        .trunks(trunks)
+        .proxy("egress = [\"127.0.1.1:0\"]")
+        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
+        .proxy("default_route = \"demo\"")
+        .proxy_probe("interval_ms = 100")
+        .proxy_probe("timeout_ms = 100")
+        .proxy_probe("down_after = 2")
+        .start()
+        .await;
+    // The healthy vendor answers every probe, and refuses the call with 486 so the PBX can
+    // tell who got it; the silent one never answers anything.
+    let responder = tokio::spawn(async move {
+        loop {
+            let request = healthy.recv().await;
+            match request.method() {
+                Some("OPTIONS") => {
+                    healthy
+                        .reply(&request, &healthy.response_to(&request, 200))
+                        .await;
+                }
+                Some("INVITE") => {
+                    healthy
+                        .reply(&request, &healthy.response_to(&request, 486))
+                        .await;
+                    return healthy;
+                }
+                _ => {}
+            }
+        }
+    });
+    eventually("the silent gateway is marked down", || async {
+        let scrape = edge.metrics().await;
+        (scrape.counter(GATEWAY_UP, &[("gateway", "silent")]) == 0
+            && scrape.counter(
+                GATEWAY_PROBES_TOTAL,
+                &[("gateway", "healthy"), ("outcome", "up")],
+            ) > 0)
+            .then_some(())
+    })
+    .await;
+    let scrape = edge.metrics().await;
+    assert_eq!(scrape.counter(GATEWAY_UP, &[("gateway", "healthy")]), 1);
+    assert!(
+        scrape.counter(
+            GATEWAY_PROBES_TOTAL,
+            &[("gateway", "silent"), ("outcome", "down")]
+        ) >= 2
+    );
+
+    // A call now skips the down gateway and goes straight to the healthy one.
+    let mut pbx = pbx(&edge, Transport::Udp).await;
+    let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
+    pbx.send_to(ingress(&edge, &pbx), &invite).await;
+    pbx.recv_status(100).await;
+    pbx.recv_status(486).await;
+    support::within("the healthy vendor's task", responder)
+        .await
+        .expect("responder");
+    assert!(
+        silent.drain().iter().all(|r| r.method() == Some("OPTIONS")),
+        "the down gateway got probes only, never the INVITE"
+    );
+    assert_eq!(
+        edge.metrics()
+            .await
+            .counter(GATEWAY_ATTEMPTS_TOTAL, &[("gateway", "silent")]),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_strip_and_prefix_rewrite_the_number() {
+    let mut vendor = vendor(0, Transport::Udp).await;
+    let trunks = Trunks::demo()
+        .gateway_with(
+            "rewriting",
+            vendor.local(),
+            "udp",
+            "strip = 2\nprefix = \"00\"",
+        )
+        .route("demo", &["rewriting"]);
+    let edge = TestEdge::builder()
+        .trunks(trunks)
+        .proxy("egress = [\"127.0.1.1:0\"]")
+        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
+        .proxy("default_route = \"demo\"")
+        .start()
+        .await;
+    let mut pbx = pbx(&edge, Transport::Udp).await;
+    let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
+    pbx.send_to(ingress(&edge, &pbx), &invite).await;
+    pbx.recv_status(100).await;
+    let at_vendor = vendor.recv_request("INVITE").await;
+    let target = SipUri::parse(at_vendor.uri()).expect("Request-URI");
+    assert_eq!(
+        target.user.as_deref(),
+        Some("005551234567"),
+        "+1 stripped, 00 added"
+    );
+}
