@@ -32,7 +32,7 @@ use crate::config::ProbeConfig;
 use crate::route::table::rewrite_user;
 use crate::route::{attempt_order, best_response, should_fail_over, GatewayChoice, RouteTable};
 use crate::sip::{
-    ack_for, cancel_for, options_probe, response_destination, Edit, Message, Method,
+    ack_for, cancel_for, options_probe, response_destination, Edit, Message, Method, NameAddr,
     ResponseBuilder, Scheme, Uri,
 };
 use crate::telemetry::{CallOutcome, ForwardMetrics, Metrics, Retransmission};
@@ -944,27 +944,48 @@ impl Forwarder {
             msg.from().tag().unwrap_or_default(),
             msg.to().tag().unwrap_or_default(),
         ];
+        let verifies = |uri: &Uri<'_>| {
+            uri.param(TOKEN_PARAM.as_bytes())
+                .is_some_and(|t| self.settings.keys.verify(t, call_id, tags))
+        };
+        let hint_of = |uri: &Uri<'_>| RouteHint {
+            ip: uri.ip(),
+            port: uri.port(),
+            transport: uri_transport(uri),
+            host: uri.host().to_vec(),
+        };
+        let routes: SmallVec<[NameAddr<'_>; 4]> = msg.routes().map_while(Result::ok).collect();
+        // RFC 3261 16.4: a strict router before us put our Record-Route URI in the
+        // Request-URI; the real Request-URI is then the last Route value.
+        let mut other_face: Option<RouteHint> = None;
+        let strict_in = msg.request_uri().is_some_and(|u| verifies(&u));
+        let (route_set, request_uri) = if strict_in {
+            let Some((last, rest)) = routes.split_last() else {
+                out.push(self.local_reply(
+                    &msg,
+                    inbound,
+                    400,
+                    Some("Bad Request (strict routing without Route)"),
+                    &[],
+                ));
+                return out;
+            };
+            other_face = msg.request_uri().map(|u| hint_of(&u));
+            (rest, Some(last.uri()))
+        } else {
+            (&routes[..], msg.request_uri())
+        };
         // Our Record-Route values at the top of the route set: one or two (one per face).
         let mut popped = 0;
-        let mut other_face: Option<RouteHint> = None;
-        for route in msg.routes().take(2) {
-            let Ok(route) = route else { break };
+        for route in route_set.iter().take(2) {
             let uri = route.uri();
-            let ours = uri
-                .param(TOKEN_PARAM.as_bytes())
-                .is_some_and(|t| self.settings.keys.verify(t, call_id, tags));
-            if !ours {
+            if !verifies(&uri) {
                 break;
             }
             popped += 1;
-            other_face = Some(RouteHint {
-                ip: uri.ip(),
-                port: uri.port(),
-                transport: uri_transport(&uri),
-                host: uri.host().to_vec(),
-            });
+            other_face = Some(hint_of(&uri));
         }
-        if popped == 0 {
+        if popped == 0 && !strict_in {
             if method == Method::Ack {
                 self.metrics
                     .dropped(crate::telemetry::DropReason::AbsorbedAck);
@@ -980,16 +1001,43 @@ impl Forwarder {
             }
             return out;
         }
-        // The next hop: the next Route, else the Request-URI.
-        let remaining = msg.routes().nth(popped).and_then(Result::ok);
-        let target_uri = match &remaining {
+        // The next hop: the next Route, else the Request-URI. A next Route without `lr` is a
+        // strict router: it becomes the Request-URI and the Request-URI goes to the end of
+        // the route set (16.6 step 6).
+        let next_route = route_set.get(popped);
+        let strict_out = next_route.is_some_and(|r| !r.is_loose_route());
+        let target_uri = match next_route {
             Some(route) => Some(route.uri()),
-            None => msg.request_uri(),
+            None => request_uri,
         };
         let Some(target_uri) = target_uri else {
             out.push(self.local_reply(&msg, inbound, 400, Some("Bad Request (no target)"), &[]));
             return out;
         };
+        let new_request_uri: Option<&[u8]> = if strict_out {
+            Some(target_uri.as_bytes())
+        } else if strict_in {
+            request_uri.map(|u| u.as_bytes())
+        } else {
+            None
+        };
+        let mut appended = Vec::new();
+        if strict_out {
+            appended.push(b'<');
+            appended.extend_from_slice(request_uri.map(|u| u.as_bytes()).unwrap_or_default());
+            appended.push(b'>');
+        }
+        let removed_front = popped + usize::from(strict_out);
+        if strict_in && removed_front >= routes.len() {
+            out.push(self.local_reply(
+                &msg,
+                inbound,
+                400,
+                Some("Bad Request (route set too short)"),
+                &[],
+            ));
+            return out;
+        }
         let Some(ip) = target_uri.ip() else {
             if method != Method::Ack {
                 out.push(self.local_reply(
@@ -1045,16 +1093,43 @@ impl Forwarder {
         };
         let via = self.via_for(&face, transport, &branch);
         let max_forwards = msg.max_forwards().map_or(70, |m| m.saturating_sub(1));
-        let edits = [
-            Edit::RemoveRoutes(popped),
-            Edit::PushVia(&via),
-            Edit::ViaReceived(inbound.source),
-            Edit::SetMaxForwards(max_forwards),
-        ];
+        let mut edits: SmallVec<[Edit<'_>; 8]> = SmallVec::new();
+        edits.push(Edit::PushVia(&via));
+        edits.push(Edit::ViaReceived(inbound.source));
+        edits.push(Edit::SetMaxForwards(max_forwards));
+        // Removing the front and the last Route value would touch when nothing is left
+        // between them: then every value goes at once.
+        let remove_all = strict_in && removed_front + 1 == routes.len();
+        if remove_all {
+            edits.push(Edit::RemoveRoutes(routes.len()));
+        } else if removed_front > 0 {
+            edits.push(Edit::RemoveRoutes(removed_front));
+        }
+        if let Some(uri) = new_request_uri {
+            edits.push(Edit::SetRequestUri(uri));
+        }
+        if strict_in && !remove_all {
+            edits.push(Edit::RemoveLastRoute);
+        }
+        if strict_out {
+            edits.push(Edit::AppendRoute(&appended));
+        }
         let mut buf = BytesMut::with_capacity(msg.bytes().len() + 128);
-        if msg.write(&edits, &mut buf).is_err() {
+        if let Err(error) = msg.write(&edits, &mut buf) {
+            tracing::debug!(%error, "in-dialog request cannot be rewritten");
+            if method != Method::Ack {
+                out.push(self.local_reply(
+                    &msg,
+                    inbound,
+                    400,
+                    Some("Bad Request (route set)"),
+                    &[],
+                ));
+            }
             return out;
         }
+        drop(edits);
+        drop(routes);
         let bytes = buf.freeze();
         if method == Method::Ack {
             // End to end, no transaction: forwarded once per ACK received.
@@ -1574,6 +1649,10 @@ mod tests {
     }
 
     fn core() -> Core {
+        core_with(100)
+    }
+
+    fn core_with(max_transactions: usize) -> Core {
         let rules = RuleSet {
             customers: vec![Customer {
                 ban: "100001".to_owned(),
@@ -1618,7 +1697,7 @@ mod tests {
             }],
             egress: vec![EGRESS.parse().unwrap()],
             keys: DialogKeys::new(b"0123456789abcdef0123", None).unwrap(),
-            max_transactions: 100,
+            max_transactions,
             max_attempts: 3,
             failover_codes: vec![],
             default_route: None,
@@ -1888,6 +1967,84 @@ mod tests {
         assert_eq!(routed[0].face.local, EDGE.parse().unwrap());
     }
 
+    /// The Record-Route values a 200 carries back to the PBX (egress face first).
+    fn answered_route_set(core: &Core) -> Vec<String> {
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let ok = core.on_datagram(now, answer(&out[1], 200, "v1"), &from_vendor(VENDOR_A));
+        parse(&ok[0])
+            .record_routes()
+            .map(|r| String::from_utf8_lossy(r.unwrap().as_bytes()).into_owned())
+            .collect()
+    }
+
+    fn bye(uri: &str, routes: &str) -> Bytes {
+        Bytes::from(format!(
+            "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKs1\r\n\
+             Route: {routes}\r\nFrom: <sip:100@192.0.2.10>;tag=f1\r\n\
+             To: <sip:+12025550100@198.51.100.1>;tag=v1\r\nCall-ID: call-1\r\nCSeq: 2 BYE\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    #[test]
+    fn a_strict_router_before_the_edge_is_fixed_up() {
+        // RFC 3261 16.4: our ingress Record-Route URI arrives as the Request-URI, the real
+        // target as the last Route value.
+        let core = core();
+        let rr = answered_route_set(&core);
+        let ingress_uri = rr[1].trim_start_matches('<').trim_end_matches('>');
+        let out = core.on_datagram(
+            Instant::now(),
+            bye(
+                ingress_uri,
+                &format!("{}, <sip:v@203.0.113.20:5080>", rr[0]),
+            ),
+            &from_pbx(),
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            out[0].to,
+            VENDOR_A.parse().unwrap(),
+            "{}",
+            String::from_utf8_lossy(&out[0].bytes)
+        );
+        assert_eq!(out[0].face.side, Side::Egress(0));
+        let sent = parse(&out[0]);
+        assert_eq!(
+            sent.request_uri().unwrap().as_bytes(),
+            b"sip:v@203.0.113.20:5080"
+        );
+        assert_eq!(sent.routes().count(), 0);
+    }
+
+    #[test]
+    fn a_strict_router_after_the_edge_gets_the_request_uri_in_route() {
+        // RFC 3261 16.6 step 6: the next Route has no `lr`.
+        let core = core();
+        let rr = answered_route_set(&core);
+        let out = core.on_datagram(
+            Instant::now(),
+            bye(
+                "sip:v@203.0.113.20:5080",
+                &format!("{}, {}, <sip:203.0.113.50:5060>", rr[1], rr[0]),
+            ),
+            &from_pbx(),
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].to, "203.0.113.50:5060".parse().unwrap());
+        let sent = parse(&out[0]);
+        assert_eq!(
+            sent.request_uri().unwrap().as_bytes(),
+            b"sip:203.0.113.50:5060"
+        );
+        let routes: Vec<Vec<u8>> = sent
+            .routes()
+            .map(|r| r.unwrap().as_bytes().to_vec())
+            .collect();
+        assert_eq!(routes, vec![b"<sip:v@203.0.113.20:5080>".to_vec()]);
+    }
+
     #[test]
     fn max_forwards_zero_gets_483_and_one_is_forwarded_as_zero() {
         let core = core();
@@ -1905,6 +2062,23 @@ mod tests {
         let out = core.on_datagram(Instant::now(), invite(70), &from_pbx());
         assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![503]);
         assert!(parse(&out[0])
+            .header_values(b"Retry-After")
+            .next()
+            .is_some());
+    }
+
+    #[test]
+    fn the_transaction_cap_refuses_new_calls_with_503() {
+        let core = core_with(1);
+        let now = Instant::now();
+        let first = core.on_datagram(now, invite(70), &from_pbx());
+        assert_eq!(first.len(), 2, "100 and the forwarded INVITE");
+        let second = String::from_utf8_lossy(&invite(70))
+            .replace("call-1", "call-2")
+            .replace("z9hG4bKpbx1", "z9hG4bKpbx2");
+        let refused = core.on_datagram(now, Bytes::from(second), &from_pbx());
+        assert_eq!(refused.iter().map(status).collect::<Vec<_>>(), vec![503]);
+        assert!(parse(&refused[0])
             .header_values(b"Retry-After")
             .next()
             .is_some());

@@ -30,6 +30,11 @@ pub enum Edit<'e> {
     /// as two Route values that may share a field or not).
     RemoveRoutes(usize),
     SetRequestUri(&'e [u8]),
+    /// Removes the last Route value (strict-router fix-up, RFC 3261 16.4).
+    RemoveLastRoute,
+    /// A Route value written as its own field after the existing Route fields (sending to a
+    /// strict router, RFC 3261 16.6 step 6).
+    AppendRoute(&'e [u8]),
     /// Marks the top Via with where the request really came from: `received` when the sent-by
     /// differs from the source address or `rport` was asked for (RFC 3261 18.2.1), and the
     /// source port in an empty `rport` (RFC 3581).
@@ -258,6 +263,36 @@ impl Message {
                     splices.push(remove_first_element(self, index));
                 }
                 Edit::RemoveRoutes(n) => remove_routes(self, n, &mut splices)?,
+                Edit::RemoveLastRoute => {
+                    let index = self
+                        .headers()
+                        .iter()
+                        .rposition(|h| h.name == HeaderName::Route)
+                        .ok_or(EditError::NoRoute)?;
+                    let h = self.headers()[index];
+                    let elements: SmallVec<[Span; 4]> =
+                        CommaSplit::new(self.bytes(), h.value).collect();
+                    match elements.as_slice() {
+                        [.., before, last] => splices.push(Splice {
+                            start: before.end as usize,
+                            end: last.end as usize,
+                            insert: Insert::Nothing,
+                        }),
+                        _ => splices.push(Splice {
+                            start: h.line.start as usize,
+                            end: h.line.end as usize,
+                            insert: Insert::Nothing,
+                        }),
+                    }
+                }
+                Edit::AppendRoute(value) => {
+                    let at = self
+                        .headers()
+                        .iter()
+                        .rfind(|h| h.name == HeaderName::Route)
+                        .map_or(self.headers_end(), |h| h.line.end as usize);
+                    splices.push(Splice::at(at, Insert::Line("Route", value)));
+                }
                 Edit::SetRequestUri(uri) => match self.start_line() {
                     StartLine::Request { uri: span, .. } => splices.push(Splice {
                         start: span.start as usize,
@@ -367,6 +402,28 @@ v=0\n";
         assert_eq!(
             m.write(&[Edit::RemoveRoutes(4)], &mut BytesMut::new()),
             Err(EditError::NoRoute)
+        );
+    }
+
+    #[test]
+    fn strict_router_edits() {
+        let base = INVITE.replace(
+            "Route: <sip:edge.example.com;lr>, <sip:core.example.com;lr>\r\n",
+            "Route: <sip:a;lr>, <sip:b>\r\nRoute: <sip:c>\r\n",
+        );
+        let m = msg(&base);
+        assert_eq!(
+            write(&m, &[Edit::RemoveLastRoute]),
+            base.replace("Route: <sip:c>\r\n", "")
+        );
+        let one_field = msg(&base.replace("Route: <sip:c>\r\n", ""));
+        assert!(write(&one_field, &[Edit::RemoveLastRoute]).contains("Route: <sip:a;lr>\r\n"));
+        assert_eq!(
+            write(&m, &[Edit::AppendRoute(b"<sip:target>")]),
+            base.replace(
+                "Route: <sip:c>\r\n",
+                "Route: <sip:c>\r\nRoute: <sip:target>\r\n"
+            )
         );
     }
 
