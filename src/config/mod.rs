@@ -457,12 +457,12 @@ impl Config {
                 format!("invalid value {:?}: not a tracing filter", raw.log.level),
             ));
         }
+        let base = file.parent().unwrap_or(Path::new("."));
         let proxy = raw
             .proxy
-            .map(proxy::validate)
+            .map(|p| proxy::validate(p, base))
             .transpose()
             .map_err(|(key, message)| invalid(&key, message))?;
-        let base = file.parent().unwrap_or(Path::new("."));
         Ok(Config {
             file: file.to_owned(),
             listeners,
@@ -561,5 +561,61 @@ trunks_file = "trunks.toml"
         }
         let err = parse("[[listeners]\n").expect_err("syntax").to_string();
         assert!(err.starts_with("conf/edge.toml: "), "{err}");
+    }
+
+    const PROXY: &str = "[proxy]\negress = [\"192.0.2.1:5060\"]\ndialog_key = \"0123456789abcdef-key\"\n";
+
+    #[test]
+    fn proxy_section_defaults_and_timers() {
+        assert!(parse(MINIMAL).expect("valid").proxy.is_none());
+        let c = parse(&format!("{MINIMAL}{PROXY}t1_ms = 100\n")).expect("valid");
+        let p = c.proxy.expect("[proxy]");
+        assert_eq!(p.egress, vec!["192.0.2.1:5060".parse().unwrap()]);
+        assert_eq!(p.max_attempts, 3);
+        assert_eq!(p.timers.t1, Duration::from_millis(100));
+        assert_eq!(p.timers.timer_b, Duration::from_millis(6400), "64 * T1");
+        assert_eq!(p.probe.policy.up_codes, vec![200]);
+    }
+
+    #[test]
+    fn proxy_errors_name_the_key_and_never_echo_the_dialog_key() {
+        let cases = [
+            (PROXY.replace("192.0.2.1:5060", "0.0.0.0:5060"), "proxy.egress[0]", "0.0.0.0:5060"),
+            (format!("{PROXY}max_attempts = 0\n"), "proxy.max_attempts", "0"),
+            (format!("{PROXY}failover_codes = [486, 200]\n"), "proxy.failover_codes[1]", "200"),
+            (format!("{PROXY}t1_ms = 1\n"), "proxy.t1_ms", "1"),
+            (format!("{PROXY}timer_b_ms = 5\n"), "proxy.timer_b_ms", "5"),
+            (format!("{PROXY}[proxy.probe]\nup_codes = [999]\n"), "proxy.probe.up_codes", "999"),
+            (format!("{PROXY}colour = 1\n"), "proxy", "colour"),
+            (
+                format!("{PROXY}dialog_key_file = \"key\"\n"),
+                "proxy.dialog_key",
+                "exactly one",
+            ),
+        ];
+        for (text, key, value) in cases {
+            let err = parse(&format!("{MINIMAL}{text}")).expect_err(key).to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(value), "{err} should quote {value}");
+        }
+        let short = PROXY.replace("0123456789abcdef-key", "s3cret");
+        let err = parse(&format!("{MINIMAL}{short}")).expect_err("short key").to_string();
+        assert!(err.contains("proxy.dialog_key") && err.contains("16 bytes"), "{err}");
+        assert!(!err.contains("s3cret"), "the key is never printed: {err}");
+    }
+
+    #[test]
+    fn dialog_key_from_a_file_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("warp-edge-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dialog.key"), "0123456789abcdef-from-file\n").unwrap();
+        let text = format!(
+            "{MINIMAL}[proxy]\negress = [\"192.0.2.1:5060\"]\ndialog_key_file = \"dialog.key\"\n"
+        );
+        let c = Config::parse(&dir.join("edge.toml"), &text).expect("valid");
+        let keys = c.proxy.expect("[proxy]").keys;
+        let same = crate::proxy::dialog::DialogKeys::new(b"0123456789abcdef-from-file", None).unwrap();
+        assert_eq!(keys.token(b"c", b"t"), same.token(b"c", b"t"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

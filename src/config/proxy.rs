@@ -16,7 +16,9 @@ use crate::route::HealthPolicy;
 pub(super) struct ProxyFile {
     #[serde(default)]
     egress: Vec<Parsed<SocketAddr>>,
-    dialog_key: String,
+    dialog_key: Option<String>,
+    /// The key read from a file (a Kubernetes Secret), trailing newline ignored.
+    dialog_key_file: Option<std::path::PathBuf>,
     previous_dialog_key: Option<String>,
     #[serde(default = "default_max_transactions")]
     max_transactions: usize,
@@ -134,8 +136,32 @@ pub struct ProxyConfig {
 }
 
 /// `Err((key, message))`: the caller adds the file name.
-pub(super) fn validate(raw: ProxyFile) -> Result<ProxyConfig, (String, String)> {
+pub(super) fn validate(
+    raw: ProxyFile,
+    base: &std::path::Path,
+) -> Result<ProxyConfig, (String, String)> {
     let bad = |key: &str, message: String| Err((format!("proxy.{key}"), message));
+    let dialog_key = match (raw.dialog_key, &raw.dialog_key_file) {
+        (Some(key), None) => key,
+        (None, Some(file)) => {
+            let path = base.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => text.trim_end_matches(['\r', '\n']).to_owned(),
+                Err(e) => {
+                    return bad(
+                        "dialog_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                }
+            }
+        }
+        _ => {
+            return bad(
+                "dialog_key",
+                "exactly one of dialog_key and dialog_key_file is required".to_owned(),
+            )
+        }
+    };
     if raw.egress.is_empty() {
         return bad(
             "egress",
@@ -163,13 +189,13 @@ pub(super) fn validate(raw: ProxyFile) -> Result<ProxyConfig, (String, String)> 
         egress.push(e.0);
     }
     let keys = match DialogKeys::new(
-        raw.dialog_key.as_bytes(),
+        dialog_key.as_bytes(),
         raw.previous_dialog_key.as_deref().map(str::as_bytes),
     ) {
         Ok(keys) => keys,
         Err(_) => {
             // Never echo a key: name the key and the rule only.
-            let key = if raw.dialog_key.len() < MIN_KEY_BYTES {
+            let key = if dialog_key.len() < MIN_KEY_BYTES {
                 "dialog_key"
             } else {
                 "previous_dialog_key"
