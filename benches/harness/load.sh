@@ -22,7 +22,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-SCENARIOS="$REPO/tests/interop"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 proxy=kamailio
 transport=udp
@@ -33,7 +34,6 @@ warp_bin="$REPO/target/release/warp-edge"
 out=""
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-die() { echo "load.sh: $*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -49,17 +49,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-case "$proxy" in kamailio|warp-edge) ;; *) die "--proxy must be kamailio or warp-edge" ;; esac
 case "$transport" in udp) sipp_t=u1 ;; tcp) sipp_t=t1 ;; *) die "--transport must be udp or tcp" ;; esac
 [[ "$rate" =~ ^[0-9]+$ && "$calls" =~ ^[0-9]+$ && "$hold_ms" =~ ^[0-9]+$ ]] || die "rate, calls and hold-ms are integers"
 (( rate > 0 && calls > 0 )) || die "rate and calls must be positive"
-command -v sipp >/dev/null || die "sipp not found (apt-get install -y sip-tester)"
-if [[ "$proxy" == kamailio ]]; then
-    command -v kamailio >/dev/null || die "kamailio not found (apt-get install -y kamailio)"
-else
-    [[ -x "$warp_bin" ]] || die "$warp_bin not found (cargo build --release)"
-    warp_bin=$(cd "$(dirname "$warp_bin")" && pwd)/$(basename "$warp_bin")
-fi
+check_tools
 
 if [[ -z "$out" ]]; then
     out=$(mktemp -d /tmp/warp-harness.XXXXXX)
@@ -69,108 +62,12 @@ fi
 out=$(cd "$out" && pwd)
 tck=$(getconf CLK_TCK)
 
-# === processes we start, stopped on exit ===
-proxy_pid=""
-vendor_pid=""
-
-stop() {
-    local pid=$1 name=$2
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    echo "load.sh: $name ($pid) ignored SIGTERM for 5 s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop "$vendor_pid" "SIPp vendor"
-    stop "$proxy_pid" "$proxy"
-}
 trap cleanup EXIT
 trap 'exit 2' INT TERM
 
-# === helpers ===
-
-# Every process in the tree under $1, $1 included.
-proc_tree() {
-    local pid=$1 child
-    echo "$pid"
-    for child in $(pgrep -P "$pid" 2>/dev/null); do
-        proc_tree "$child"
-    done
-}
-
-# utime+stime in clock ticks, summed over the given pids (fields 14 and 15 of
-# /proc/PID/stat; counted after the ")" that ends the command name).
-cpu_ticks() {
-    local total=0 pid stat
-    local -a f
-    for pid in "$@"; do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        stat=${stat##*) }
-        read -r -a f <<< "$stat"
-        total=$(( total + f[11] + f[12] ))
-    done
-    echo "$total"
-}
-
-port_busy() { # proto addr:port
-    local flag=-Hlun
-    [[ "$1" == tcp ]] && flag=-Hltn
-    [[ -n "$(ss $flag "src $2" 2>/dev/null)" ]]
-}
-
-now() { date +%s.%N; }
-
-# === start the proxy ===
-for sock in udp:127.0.0.1:5060 tcp:127.0.0.1:5060 udp:127.0.1.1:5060 tcp:127.0.1.1:5060 \
-            udp:127.0.0.20:5080; do
-    if port_busy "${sock%%:*}" "${sock#*:}"; then
-        die "${sock} is already in use (another proxy or SIPp still running?)"
-    fi
-done
-
-if [[ "$proxy" == kamailio ]]; then
-    # -DD: stay in the foreground (no daemon) so $! is the main process; -E: log to stderr.
-    kamailio -f "$HERE/kamailio.cfg" -DD -E -m 256 -M 16 -x tlsf \
-        -A "DBURL=\"text://$HERE/kamailio-db\"" \
-        -A "DSLIST=\"$HERE/kamailio-dispatcher.list\"" \
-        > "$out/proxy.log" 2>&1 &
-    proxy_pid=$!
-else
-    "$warp_bin" run --config "$HERE/warp-edge.toml" > "$out/proxy.log" 2>&1 &
-    proxy_pid=$!
-fi
-
-# Ready when a known trunk's OPTIONS gets 200 over the transport under test.
-ready=0
-for _ in $(seq 40); do
-    kill -0 "$proxy_pid" 2>/dev/null || { cat "$out/proxy.log" >&2; die "$proxy exited at start (log: $out/proxy.log)"; }
-    if (cd "$out" && sipp 127.0.0.1:5060 -sf "$SCENARIOS/options_ok.xml" -i 127.0.0.10 -bind_local \
-            -t "$sipp_t" -m 1 -recv_timeout 500 -timeout 2s -timeout_error -nostdin \
-            > "$out/probe.out" 2>&1); then
-        ready=1
-        break
-    fi
-    sleep 0.25
-done
-(( ready )) || die "$proxy did not answer OPTIONS on 127.0.0.1:5060/$transport (log: $out/proxy.log)"
-
-# === start the vendor ===
-(cd "$out" && exec sipp -sf "$SCENARIOS/vendor_answer.xml" -i 127.0.0.20 -p 5080 -bind_local -t u1 \
-    -default_behaviors all,-abortunexp -buff_size 4194304 -nostdin \
-    > "$out/vendor.screen" 2>&1) &
-vendor_pid=$!
-for _ in $(seq 50); do
-    port_busy udp 127.0.0.20:5080 && break
-    kill -0 "$vendor_pid" 2>/dev/null || die "SIPp vendor exited at start (see $out/vendor.screen)"
-    sleep 0.1
-done
-port_busy udp 127.0.0.20:5080 || die "SIPp vendor is not listening on 127.0.0.20:5080"
+start_proxy
+start_vendor vendor_answer.xml 127.0.0.20
+vendor_pid=$last_vendor_pid
 
 # === the run ===
 # Calls in flight are capped well above rate x call length so the cap never shapes the load.
