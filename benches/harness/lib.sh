@@ -86,7 +86,7 @@ start_proxy() {
     done
     if [[ "$proxy" == kamailio ]]; then
         # -DD: foreground, so $! is the main process; -E: log to stderr; tlsf allocator.
-        kamailio -f "$HERE/kamailio.cfg" -DD -E -m 256 -M 16 -x tlsf \
+        kamailio -f "$HERE/kamailio.cfg" -DD -E -m 1024 -M 16 -x tlsf \
             -A "DBURL=\"text://$HERE/kamailio-db\"" \
             -A "DSLIST=\"$HERE/kamailio-dispatcher.list\"" \
             > "$out/proxy.log" 2>&1 &

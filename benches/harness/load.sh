@@ -13,9 +13,13 @@
 #
 #   proxy transport rate calls successful failed achieved_cps wall_s proxy_cpu_s
 #   proxy_cpu_per_1k_calls proxy_cpu_pct sipp_pbx_cpu_s sipp_pbx_cpu_pct sipp_vendor_cpu_s
-#   sipp_vendor_cpu_pct retransmissions out
+#   sipp_vendor_cpu_pct peak_proxy_pct peak_sipp_pbx_pct peak_sipp_vendor_pct peak_all_pct
+#   retransmissions udp_rcvbuf_drops out
 #
-# CPU percentages are of one core (Kamailio's several processes can exceed 100).
+# udp_rcvbuf_drops is the machine-wide RcvbufErrors count of /proc/net/snmp over the run:
+# datagrams dropped because some socket's receive buffer was full (proxy or SIPp).
+# CPU percentages are of one core (Kamailio's several processes can exceed 100); *_pct are
+# run averages, peak_* the busiest one-second sample (peak_all_pct: the three together).
 # Exit status: 0 when every call succeeded, 1 when some failed, 2 on a harness error.
 # Everything started here is stopped on exit. Logs stay in --out (default a new /tmp dir).
 set -euo pipefail
@@ -78,6 +82,8 @@ global_timeout=$(( calls / rate + hold_ms / 1000 + 40 ))
 mapfile -t proxy_pids < <(proc_tree "$proxy_pid")
 proxy_before=$(cpu_ticks "${proxy_pids[@]}")
 vendor_before=$(cpu_ticks "$vendor_pid")
+udp_drops() { awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }' /proc/net/snmp; }
+drops_before=$(udp_drops)
 t0=$(now)
 
 # `times` in the subshell reports the CPU of its one child, the PBX SIPp.
@@ -90,16 +96,31 @@ set +e
         -trace_stat -stf "$out/pbx_stat.csv" -fd 1 \
         -trace_err -error_file "$out/pbx_errors.log" \
         -recv_timeout 10000 -timeout "${global_timeout}s" -timeout_error -nostdin \
-        > "$out/pbx.screen" 2>&1
+        > "$out/pbx.screen" 2>&1 &
+    echo "$!" > "$out/pbx.pid"
+    wait "$!"
     echo "rc $?"
     times
-) > "$out/pbx.times"
+) > "$out/pbx.times" &
+run_pid=$!
+
+# Once a second: elapsed time and the CPU ticks of proxy, PBX SIPp and vendor SIPp, for the
+# busiest-second figures (a run's average hides saturation when failed calls stretch it).
+for _ in $(seq 50); do [[ -s "$out/pbx.pid" ]] && break; sleep 0.02; done
+pbx_pid=$(cat "$out/pbx.pid" 2>/dev/null || echo 0)
+: > "$out/cpu_samples"
+while kill -0 "$run_pid" 2>/dev/null; do
+    echo "$(now) $(cpu_ticks "${proxy_pids[@]}") $(cpu_ticks "$pbx_pid") $(cpu_ticks "$vendor_pid")" >> "$out/cpu_samples"
+    sleep 1
+done
+wait "$run_pid"
 set -e
 
 t1=$(now)
 mapfile -t proxy_pids_after < <(proc_tree "$proxy_pid")
 proxy_after=$(cpu_ticks "${proxy_pids_after[@]}")
 vendor_after=$(cpu_ticks "$vendor_pid")
+drops_after=$(udp_drops)
 
 kill -0 "$proxy_pid" 2>/dev/null || echo "load.sh: warning: $proxy died during the run (log: $out/proxy.log)" >&2
 (( ${#proxy_pids_after[@]} == ${#proxy_pids[@]} )) \
@@ -133,11 +154,21 @@ read -r successful failed achieved retrans < <(awk -F';' -v calls="$calls" '
         printf "%d %d %.1f %d\n", ok, ko, gen_rate, rx
     }' "$out/pbx_stat.csv")
 
+# Busiest second of each (percent of one core) and of the three together, from cpu_samples.
+read -r proxy_peak pbx_peak vendor_peak all_peak < <(awk -v tck="$tck" '
+    NR > 1 && $1 > t {
+        dt = $1 - t; a = ($2 - p) / tck / dt * 100; b = ($3 - q) / tck / dt * 100; c = ($4 - r) / tck / dt * 100
+        if (a > pa) pa = a; if (b > pb) pb = b; if (c > pc) pc = c; if (a + b + c > pt) pt = a + b + c
+    }
+    { t = $1; p = $2; q = $3; r = $4 }
+    END { printf "%.0f %.0f %.0f %.0f\n", pa, pb, pc, pt }' "$out/cpu_samples")
+
 awk -v proxy="$proxy" -v transport="$transport" -v rate="$rate" -v calls="$calls" \
     -v ok="$successful" -v ko="$failed" -v achieved="$achieved" \
     -v t0="$t0" -v t1="$t1" -v tck="$tck" \
     -v pb="$proxy_before" -v pa="$proxy_after" -v vb="$vendor_before" -v va="$vendor_after" \
-    -v pbx="$pbx_cpu" -v retrans="$retrans" -v out="$out" 'BEGIN {
+    -v pbx="$pbx_cpu" -v retrans="$retrans" -v out="$out" \
+    -v drops=$(( drops_after - drops_before )) -v ppk="$proxy_peak" -v spk="$pbx_peak" -v vpk="$vendor_peak" -v apk="$all_peak" 'BEGIN {
     wall = t1 - t0
     pcpu = (pa - pb) / tck
     vcpu = (va - vb) / tck
@@ -147,7 +178,8 @@ awk -v proxy="$proxy" -v transport="$transport" -v rate="$rate" -v calls="$calls
     printf "proxy_cpu_s=%.2f proxy_cpu_per_1k_calls=%.3f proxy_cpu_pct=%.1f ", pcpu, per1k, 100 * pcpu / wall
     printf "sipp_pbx_cpu_s=%.2f sipp_pbx_cpu_pct=%.1f sipp_vendor_cpu_s=%.2f sipp_vendor_cpu_pct=%.1f ", \
         pbx, 100 * pbx / wall, vcpu, 100 * vcpu / wall
-    printf "retransmissions=%d out=%s\n", retrans, out
+    printf "peak_proxy_pct=%d peak_sipp_pbx_pct=%d peak_sipp_vendor_pct=%d peak_all_pct=%d ", ppk, spk, vpk, apk
+    printf "retransmissions=%d udp_rcvbuf_drops=%d out=%s\n", retrans, drops, out
 }'
 
 if [[ "$sipp_rc" != 0 || "$failed" != 0 || "$successful" != "$calls" ]]; then
