@@ -55,7 +55,7 @@ impl Drop for Edge {
 impl Edge {
     /// SIGTERM behaviour: new INVITEs get 503 with Retry-After, `/readyz` turns 503, and
     /// everything in flight keeps being served. Resolves when `drain` has passed, or earlier
-    /// once no transaction has been live for a second.
+    /// once no transaction has been waiting for a final response for a second.
     pub async fn drain(&self, drain: Duration) {
         self.metrics.set_ready(false);
         let Some(forwarder) = self.core.forwarder() else {
@@ -67,13 +67,16 @@ impl Edge {
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                tracing::info!(live = forwarder.live_transactions(), "drain time over");
+                tracing::info!(
+                    pending = forwarder.pending_transactions(),
+                    "drain time over"
+                );
                 return;
             }
-            if forwarder.live_transactions() == 0 {
+            if forwarder.pending_transactions() == 0 {
                 let since = *idle_since.get_or_insert(now);
                 if now - since >= Duration::from_secs(1) {
-                    tracing::info!("drained: no live transactions");
+                    tracing::info!("drained: no transaction in progress");
                     return;
                 }
             } else {

@@ -563,7 +563,8 @@ trunks_file = "trunks.toml"
         assert!(err.starts_with("conf/edge.toml: "), "{err}");
     }
 
-    const PROXY: &str = "[proxy]\negress = [\"192.0.2.1:5060\"]\ndialog_key = \"0123456789abcdef-key\"\n";
+    const PROXY: &str =
+        "[proxy]\negress = [\"192.0.2.1:5060\"]\ndialog_key = \"0123456789abcdef-key\"\n";
 
     #[test]
     fn proxy_section_defaults_and_timers() {
@@ -580,12 +581,28 @@ trunks_file = "trunks.toml"
     #[test]
     fn proxy_errors_name_the_key_and_never_echo_the_dialog_key() {
         let cases = [
-            (PROXY.replace("192.0.2.1:5060", "0.0.0.0:5060"), "proxy.egress[0]", "0.0.0.0:5060"),
-            (format!("{PROXY}max_attempts = 0\n"), "proxy.max_attempts", "0"),
-            (format!("{PROXY}failover_codes = [486, 200]\n"), "proxy.failover_codes[1]", "200"),
+            (
+                PROXY.replace("192.0.2.1:5060", "0.0.0.0:5060"),
+                "proxy.egress[0]",
+                "0.0.0.0:5060",
+            ),
+            (
+                format!("{PROXY}max_attempts = 0\n"),
+                "proxy.max_attempts",
+                "0",
+            ),
+            (
+                format!("{PROXY}failover_codes = [486, 200]\n"),
+                "proxy.failover_codes[1]",
+                "200",
+            ),
             (format!("{PROXY}t1_ms = 1\n"), "proxy.t1_ms", "1"),
             (format!("{PROXY}timer_b_ms = 5\n"), "proxy.timer_b_ms", "5"),
-            (format!("{PROXY}[proxy.probe]\nup_codes = [999]\n"), "proxy.probe.up_codes", "999"),
+            (
+                format!("{PROXY}[proxy.probe]\nup_codes = [999]\n"),
+                "proxy.probe.up_codes",
+                "999",
+            ),
             (format!("{PROXY}colour = 1\n"), "proxy", "colour"),
             (
                 format!("{PROXY}dialog_key_file = \"key\"\n"),
@@ -594,13 +611,20 @@ trunks_file = "trunks.toml"
             ),
         ];
         for (text, key, value) in cases {
-            let err = parse(&format!("{MINIMAL}{text}")).expect_err(key).to_string();
+            let err = parse(&format!("{MINIMAL}{text}"))
+                .expect_err(key)
+                .to_string();
             assert!(err.contains(key), "{err} should name {key}");
             assert!(err.contains(value), "{err} should quote {value}");
         }
         let short = PROXY.replace("0123456789abcdef-key", "s3cret");
-        let err = parse(&format!("{MINIMAL}{short}")).expect_err("short key").to_string();
-        assert!(err.contains("proxy.dialog_key") && err.contains("16 bytes"), "{err}");
+        let err = parse(&format!("{MINIMAL}{short}"))
+            .expect_err("short key")
+            .to_string();
+        assert!(
+            err.contains("proxy.dialog_key") && err.contains("16 bytes"),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"), "the key is never printed: {err}");
     }
 
@@ -614,7 +638,8 @@ trunks_file = "trunks.toml"
         );
         let c = Config::parse(&dir.join("edge.toml"), &text).expect("valid");
         let keys = c.proxy.expect("[proxy]").keys;
-        let same = crate::proxy::dialog::DialogKeys::new(b"0123456789abcdef-from-file", None).unwrap();
+        let same =
+            crate::proxy::dialog::DialogKeys::new(b"0123456789abcdef-from-file", None).unwrap();
         assert_eq!(keys.token(b"c", b"t"), same.token(b"c", b"t"));
         std::fs::remove_dir_all(&dir).ok();
     }

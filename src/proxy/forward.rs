@@ -399,6 +399,20 @@ impl Forwarder {
         self.live.load(Ordering::Acquire)
     }
 
+    /// Transactions still waiting for a final response (what a drain waits for; those that
+    /// only linger to absorb retransmissions do not count).
+    pub fn pending_transactions(&self) -> usize {
+        (0..SHARDS)
+            .map(|i| {
+                self.shard(i)
+                    .txns
+                    .values()
+                    .filter(|t| !t.final_sent)
+                    .count()
+            })
+            .sum()
+    }
+
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
