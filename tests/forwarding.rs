@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use support::peer::{uri_of, Dialog, Message, Received, SipPeer, SipUri, Transport, Via};
 use support::{
-    eventually, host, TempDir, TestEdge, TestEdgeBuilder, Trunks, CUSTOMER_PBX, UNKNOWN_CALLER,
+    eventually, free_port, host, TempDir, TestEdge, TestEdgeBuilder, Trunks, CUSTOMER_PBX,
+    UNKNOWN_CALLER,
 };
 
 /// The Record-Route token key every edge in these tests shares.
@@ -887,18 +888,6 @@ impl Drop for Running {
     }
 }
 
-/// A port free for both UDP and TCP on `ip` (only this test binds 127.0.2.1).
-fn free_port(ip: IpAddr) -> u16 {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind UDP");
-        let port = udp.local_addr().expect("UDP address").port();
-        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for UDP and TCP on {ip}");
-}
-
 /// `/readyz` status, or `None` while nothing answers.
 async fn readyz(admin: SocketAddr) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1031,6 +1020,22 @@ use warp_edge::telemetry::names::{
     GATEWAY_FAILOVERS_TOTAL, GATEWAY_PROBES_TOTAL, GATEWAY_RESPONSES_TOTAL, GATEWAY_UP,
 };
 
+/// An edge with one egress address (127.0.1.1) routing the demo customer by `trunks`.
+async fn single_egress_edge(trunks: Trunks, extra: &[&str]) -> TestEdge {
+    let mut builder = TestEdge::builder()
+        .trunks(trunks)
+        .proxy("egress = [\"127.0.1.1:0\"]")
+        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
+        .proxy("default_route = \"demo\"");
+    for line in extra {
+        builder = match line.strip_prefix("probe.") {
+            Some(probe) => builder.proxy_probe(probe),
+            None => builder.proxy(line),
+        };
+    }
+    builder.start().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_connect_failure_fails_over_and_counts_against_the_gateway() {
     // Gateway 0 is TCP on a port nobody listens on; gateway 1 is a real UDP vendor.
@@ -1040,13 +1045,7 @@ async fn tcp_connect_failure_fails_over_and_counts_against_the_gateway() {
         .gateway("dead-tcp", closed, "tcp", 0)
         .gateway("vendor-1", second.local(), "udp", 1)
         .route("demo", &["dead-tcp", "vendor-1"]);
-    let edge = TestEdge::builder()
-        .trunks(trunks)
-        .proxy("egress = [\"127.0.1.1:0\"]")
-        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
-        .proxy("default_route = \"demo\"")
-        .start()
-        .await;
+    let edge = single_egress_edge(trunks, &[]).await;
     let mut pbx = pbx(&edge, Transport::Udp).await;
     let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
     pbx.send_to(ingress(&edge, &pbx), &invite).await;
@@ -1120,16 +1119,15 @@ async fn probing_marks_a_silent_gateway_down_and_calls_skip_it() {
             "priority = 1\nprobe = true",
         )
         .route("demo", &["silent", "healthy"]);
-    let edge = TestEdge::builder()
-        .trunks(trunks)
-        .proxy("egress = [\"127.0.1.1:0\"]")
-        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
-        .proxy("default_route = \"demo\"")
-        .proxy_probe("interval_ms = 100")
-        .proxy_probe("timeout_ms = 100")
-        .proxy_probe("down_after = 2")
-        .start()
-        .await;
+    let edge = single_egress_edge(
+        trunks,
+        &[
+            "probe.interval_ms = 100",
+            "probe.timeout_ms = 100",
+            "probe.down_after = 2",
+        ],
+    )
+    .await;
     // The healthy vendor answers every probe, and refuses the call with 486 so the PBX can
     // tell who got it; the silent one never answers anything.
     let responder = tokio::spawn(async move {
@@ -1202,13 +1200,7 @@ async fn gateway_strip_and_prefix_rewrite_the_number() {
             "strip = 2\nprefix = \"00\"",
         )
         .route("demo", &["rewriting"]);
-    let edge = TestEdge::builder()
-        .trunks(trunks)
-        .proxy("egress = [\"127.0.1.1:0\"]")
-        .proxy(&format!("dialog_key = \"{DIALOG_KEY}\""))
-        .proxy("default_route = \"demo\"")
-        .start()
-        .await;
+    let edge = single_egress_edge(trunks, &[]).await;
     let mut pbx = pbx(&edge, Transport::Udp).await;
     let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
     pbx.send_to(ingress(&edge, &pbx), &invite).await;

@@ -376,26 +376,45 @@ impl Core {
         reason: Option<&str>,
         headers: &[(&str, &[u8])],
     ) -> Sends {
-        let tag = to_tag(request);
-        let mut builder = ResponseBuilder::new(request, code)
-            .source(inbound.source)
-            .to_tag(&tag);
-        if let Some(reason) = reason {
-            builder = builder.reason(reason);
-        }
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        self.metrics.response_sent(code);
         let mut replies = Sends::new();
-        replies.push(Send {
-            face: inbound.face(),
-            to: reply_address(request, inbound),
-            transport: inbound.transport,
-            bytes: builder.build(),
-            branch: None,
-        });
+        replies.push(local_response(
+            &self.metrics,
+            request,
+            inbound,
+            code,
+            reason,
+            headers,
+        ));
         replies
+    }
+}
+
+/// A response the edge makes itself, with a stable To-tag, addressed as RFC 3261 18.2.2 says.
+pub(super) fn local_response(
+    metrics: &Metrics,
+    request: &RawMessage,
+    inbound: &Inbound,
+    code: u16,
+    reason: Option<&str>,
+    headers: &[(&str, &[u8])],
+) -> Send {
+    let tag = to_tag(request);
+    let mut builder = ResponseBuilder::new(request, code)
+        .source(inbound.source)
+        .to_tag(&tag);
+    if let Some(reason) = reason {
+        builder = builder.reason(reason);
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    metrics.response_sent(code);
+    Send {
+        face: inbound.face(),
+        to: reply_address(request, inbound),
+        transport: inbound.transport,
+        bytes: builder.build(),
+        branch: None,
     }
 }
 
@@ -418,7 +437,7 @@ fn proxy_require(msg: &Message) -> SmallVec<[u8; 32]> {
 }
 
 /// Where a reply goes: on streams, back on the connection; over UDP, RFC 3261 18.2.2.
-fn reply_address(request: &RawMessage, inbound: &Inbound) -> SocketAddr {
+pub(super) fn reply_address(request: &RawMessage, inbound: &Inbound) -> SocketAddr {
     if inbound.transport == Proto::Udp {
         response_destination(request, inbound.source)
     } else {

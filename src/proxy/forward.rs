@@ -22,6 +22,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::core::{local_response, reply_address};
 use super::dialog::{DialogKeys, TOKEN_PARAM};
 use super::io::{BranchRef, Face, Inbound, Send, Sends, Side};
 use super::transaction::{
@@ -32,8 +33,7 @@ use crate::config::ProbeConfig;
 use crate::route::table::rewrite_user;
 use crate::route::{attempt_order, best_response, should_fail_over, GatewayChoice, RouteTable};
 use crate::sip::{
-    ack_for, cancel_for, options_probe, response_destination, Edit, Message, Method, NameAddr,
-    ResponseBuilder, Scheme, Uri,
+    ack_for, cancel_for, options_probe, Edit, Message, Method, NameAddr, Scheme, Uri,
 };
 use crate::telemetry::{CallOutcome, ForwardMetrics, Metrics, Retransmission};
 
@@ -123,12 +123,18 @@ fn shard_of(key: &ServerKey) -> usize {
     (hasher.finish() as usize) % SHARDS
 }
 
-#[derive(Debug)]
-struct Branch {
-    client: ClientTransaction,
+/// Where a branch's requests go, and from which face.
+#[derive(Clone, Copy, Debug)]
+struct Hop {
     to: SocketAddr,
     transport: Proto,
     face: Face,
+}
+
+#[derive(Debug)]
+struct Branch {
+    client: ClientTransaction,
+    hop: Hop,
     gateway: Option<usize>,
     /// The request as forwarded (retransmissions; CANCEL and ACK are built from it).
     bytes: Bytes,
@@ -141,6 +147,44 @@ struct Branch {
 }
 
 impl Branch {
+    /// A branch whose request `bytes` is being sent now.
+    fn start(
+        now: Instant,
+        invite: bool,
+        hop: Hop,
+        gateway: Option<usize>,
+        bytes: Bytes,
+        timers: Timers,
+    ) -> Branch {
+        Branch {
+            client: ClientTransaction::start(now, invite, hop.transport != Proto::Udp, timers),
+            hop,
+            gateway,
+            bytes,
+            started: now,
+            responded: false,
+            provisional: false,
+            cancel_pending: false,
+            cancel: None,
+        }
+    }
+
+    /// The message that sends this branch's request (again).
+    fn send(&self, branch: Option<BranchRef>) -> Send {
+        self.send_bytes(self.bytes.clone(), branch)
+    }
+
+    /// `bytes` (a CANCEL, an ACK) to where this branch's request went.
+    fn send_bytes(&self, bytes: Bytes, branch: Option<BranchRef>) -> Send {
+        Send {
+            face: self.hop.face,
+            to: self.hop.to,
+            transport: self.hop.transport,
+            bytes,
+            branch,
+        }
+    }
+
     fn pending(&self) -> bool {
         matches!(
             self.client.state(),
@@ -329,20 +373,6 @@ struct RouteHint {
     host: Vec<u8>,
 }
 
-/// A stable To-tag for responses the edge makes itself (same on every replica).
-fn own_tag(request: &Message) -> [u8; 16] {
-    let mut hasher = std::hash::DefaultHasher::new();
-    request.call_id().hash(&mut hasher);
-    request.from().tag().hash(&mut hasher);
-    request.cseq().seq.hash(&mut hasher);
-    let hash = hasher.finish();
-    let mut tag = [0u8; 16];
-    for (i, b) in tag.iter_mut().enumerate() {
-        *b = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    tag
-}
-
 impl Forwarder {
     pub fn new(
         settings: ForwardSettings,
@@ -528,24 +558,7 @@ impl Forwarder {
         reason: Option<&str>,
         headers: &[(&str, &[u8])],
     ) -> Send {
-        let tag = own_tag(request);
-        let mut builder = ResponseBuilder::new(request, code)
-            .source(inbound.source)
-            .to_tag(&tag);
-        if let Some(reason) = reason {
-            builder = builder.reason(reason);
-        }
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        self.metrics.response_sent(code);
-        Send {
-            face: inbound.face(),
-            to: reply_address(request, inbound),
-            transport: inbound.transport,
-            bytes: builder.build(),
-            branch: None,
-        }
+        local_response(&self.metrics, request, inbound, code, reason, headers)
     }
 
     fn unavailable(&self, request: &Message, inbound: &Inbound, reason: &str) -> Send {
@@ -794,32 +807,24 @@ impl Forwarder {
                 tracing::warn!(sip.call_id = %String::from_utf8_lossy(txn.request.call_id()), "could not write forwarded INVITE");
                 continue;
             }
-            let bytes = buf.freeze();
-            let reliable = transport != Proto::Udp;
             self.stats.gateways[gateway_index].attempts.increment(1);
-            txn.branches.push(Branch {
-                client: ClientTransaction::start(now, true, reliable, self.settings.timers),
-                to,
-                transport,
-                face,
-                gateway: Some(gateway_index),
-                bytes: bytes.clone(),
-                started: now,
-                responded: false,
-                provisional: false,
-                cancel_pending: false,
-                cancel: None,
-            });
-            out.push(Send {
-                face,
-                to,
-                transport,
-                bytes,
-                branch: Some(BranchRef {
-                    txn: id,
-                    branch: branch_index,
-                }),
-            });
+            let branch = Branch::start(
+                now,
+                true,
+                Hop {
+                    to,
+                    transport,
+                    face,
+                },
+                Some(gateway_index),
+                buf.freeze(),
+                self.settings.timers,
+            );
+            out.push(branch.send(Some(BranchRef {
+                txn: id,
+                branch: branch_index,
+            })));
+            txn.branches.push(branch);
             tracing::debug!(gateway.name = gateway.name(), peer.addr = %to, attempt = branch_index + 1, "forwarding INVITE");
             return;
         }
@@ -914,19 +919,13 @@ impl Forwarder {
             return;
         };
         let bytes = cancel_for(&forwarded);
-        let reliable = branch.transport != Proto::Udp;
+        let reliable = branch.hop.transport != Proto::Udp;
         branch.cancel = Some((
             ClientTransaction::start(now, false, reliable, self.settings.timers),
             bytes.clone(),
         ));
         branch.cancel_pending = false;
-        out.push(Send {
-            face: branch.face,
-            to: branch.to,
-            transport: branch.transport,
-            bytes,
-            branch: None,
-        });
+        out.push(branch.send_bytes(bytes, None));
     }
 
     /// An ACK: absorbed when it acknowledges a non-2xx final the edge sent; `None` when it
@@ -1185,31 +1184,20 @@ impl Forwarder {
             txn.last_response = Some(trying.bytes.clone());
             out.push(trying);
         }
-        txn.branches.push(Branch {
-            client: ClientTransaction::start(
-                now,
-                invite,
-                transport != Proto::Udp,
-                self.settings.timers,
-            ),
-            to,
-            transport,
-            face,
-            gateway: None,
-            bytes: bytes.clone(),
-            started: now,
-            responded: false,
-            provisional: false,
-            cancel_pending: false,
-            cancel: None,
-        });
-        out.push(Send {
-            face,
-            to,
-            transport,
+        let branch = Branch::start(
+            now,
+            invite,
+            Hop {
+                to,
+                transport,
+                face,
+            },
+            None,
             bytes,
-            branch: Some(BranchRef { txn: id, branch: 0 }),
-        });
+            self.settings.timers,
+        );
+        out.push(branch.send(Some(BranchRef { txn: id, branch: 0 })));
+        txn.branches.push(branch);
         self.insert(shard_index, id, txn);
         out
     }
@@ -1296,13 +1284,7 @@ impl Forwarder {
                 Action::SendAck => {
                     let branch = &txn.branches[index];
                     if let Ok(forwarded) = Message::parse(branch.bytes.clone()) {
-                        out.push(Send {
-                            face: branch.face,
-                            to: branch.to,
-                            transport: branch.transport,
-                            bytes: ack_for(&forwarded, &msg),
-                            branch: None,
-                        });
+                        out.push(branch.send_bytes(ack_for(&forwarded, &msg), None));
                     }
                 }
                 Action::PassUp(code) => {
@@ -1460,18 +1442,12 @@ impl Forwarder {
         }
         for index in 0..txn.branches.len() {
             let branch = &mut txn.branches[index];
-            if let Some((client, bytes)) = branch.cancel.as_mut() {
-                for action in client.on_timer(now) {
-                    if action == Action::Retransmit {
-                        out.push(Send {
-                            face: branch.face,
-                            to: branch.to,
-                            transport: branch.transport,
-                            bytes: bytes.clone(),
-                            branch: None,
-                        });
-                    }
-                }
+            let cancel_due = branch
+                .cancel
+                .as_mut()
+                .is_some_and(|(client, _)| client.on_timer(now).contains(&Action::Retransmit));
+            if let (true, Some((_, bytes))) = (cancel_due, &branch.cancel) {
+                out.push(branch.send_bytes(bytes.clone(), None));
             }
             let actions = branch.client.on_timer(now);
             for action in actions {
@@ -1479,13 +1455,7 @@ impl Forwarder {
                     Action::Retransmit => {
                         let branch = &txn.branches[index];
                         self.stats.retransmission(Retransmission::Sent);
-                        out.push(Send {
-                            face: branch.face,
-                            to: branch.to,
-                            transport: branch.transport,
-                            bytes: branch.bytes.clone(),
-                            branch: None,
-                        });
+                        out.push(branch.send(None));
                     }
                     Action::Timeout => {
                         if let Some(g) = txn.branches[index].gateway {
@@ -1615,16 +1585,6 @@ fn strip_top_via(msg: &Message) -> Option<Bytes> {
     let mut buf = BytesMut::with_capacity(msg.bytes().len());
     msg.write(&[Edit::RemoveTopVia], &mut buf).ok()?;
     Some(buf.freeze())
-}
-
-/// Where a response to a request goes: on streams back on the connection; over UDP RFC 3261
-/// 18.2.2.
-pub(crate) fn reply_address(request: &Message, inbound: &Inbound) -> SocketAddr {
-    if inbound.transport == Proto::Udp {
-        response_destination(request, inbound.source)
-    } else {
-        inbound.source
-    }
 }
 
 #[cfg(test)]

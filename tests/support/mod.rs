@@ -95,6 +95,10 @@ impl TempDir {
         TempDir { path }
     }
 
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Writes `name` in the directory and returns its path.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path.join(name);
@@ -935,3 +939,15 @@ async fn read_frame(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<u8> {
 }
 
 pub mod peer;
+
+/// A port free for both UDP and TCP on `ip` (for a peer or binary that cannot bind port 0).
+pub fn free_port(ip: IpAddr) -> u16 {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind UDP");
+        let port = udp.local_addr().expect("UDP address").port();
+        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for UDP and TCP on {ip}");
+}
