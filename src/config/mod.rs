@@ -239,6 +239,8 @@ struct UdpFile {
     receive_buffer_bytes: usize,
     #[serde(default = "default_sockets")]
     sockets_per_listener: usize,
+    #[serde(default = "default_receivers")]
+    receivers_per_socket: usize,
 }
 
 fn default_recv_buffer() -> usize {
@@ -247,12 +249,16 @@ fn default_recv_buffer() -> usize {
 fn default_sockets() -> usize {
     1
 }
+fn default_receivers() -> usize {
+    2
+}
 
 impl Default for UdpFile {
     fn default() -> Self {
         UdpFile {
             receive_buffer_bytes: default_recv_buffer(),
             sockets_per_listener: default_sockets(),
+            receivers_per_socket: default_receivers(),
         }
     }
 }
@@ -316,6 +322,9 @@ pub struct TcpConfig {
 pub struct UdpConfig {
     pub receive_buffer_bytes: usize,
     pub sockets_per_listener: usize,
+    /// Tasks receiving from each UDP socket (listeners and egress): more than one lets one
+    /// busy peer's datagrams be worked on by several cores, as Kamailio's UDP children do.
+    pub receivers_per_socket: usize,
 }
 
 /// The whole validated configuration.
@@ -451,6 +460,15 @@ impl Config {
                 ),
             ));
         }
+        if raw.udp.receivers_per_socket == 0 || raw.udp.receivers_per_socket > 64 {
+            return Err(invalid(
+                "udp.receivers_per_socket",
+                format!(
+                    "invalid value {}: expected 1 to 64",
+                    raw.udp.receivers_per_socket
+                ),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -487,6 +505,7 @@ impl Config {
             udp: UdpConfig {
                 receive_buffer_bytes: raw.udp.receive_buffer_bytes,
                 sockets_per_listener: raw.udp.sockets_per_listener,
+                receivers_per_socket: raw.udp.receivers_per_socket,
             },
             log_level: raw.log.level,
             proxy,

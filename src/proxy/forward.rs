@@ -220,6 +220,8 @@ struct Txn {
     finals: SmallVec<[(u16, Option<Bytes>); 3]>,
     cancelled: bool,
     final_sent: bool,
+    /// Counted in [`Forwarder::pending_transactions`] (inserted, no final sent yet).
+    pending: bool,
     egress: usize,
     scheduled: Option<Instant>,
 }
@@ -307,6 +309,8 @@ pub struct Forwarder {
     shards: Box<[Mutex<Shard>]>,
     counter: AtomicU64,
     live: AtomicUsize,
+    /// Transactions waiting for a final response: the load the cap limits.
+    pending: AtomicUsize,
     draining: AtomicBool,
     /// Distinguishes this process's branches from another replica's.
     salt: [u8; 8],
@@ -403,6 +407,7 @@ impl Forwarder {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             counter: AtomicU64::new(1),
             live: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             salt,
             metrics,
@@ -429,18 +434,11 @@ impl Forwarder {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Transactions still waiting for a final response (what a drain waits for; those that
-    /// only linger to absorb retransmissions do not count).
+    /// Transactions still waiting for a final response: what the cap limits and a drain
+    /// waits for. Those that only linger to absorb retransmissions (RFC 3261 Timers J and
+    /// L, bounded by rate times 64*T1) do not count.
     pub fn pending_transactions(&self) -> usize {
-        (0..SHARDS)
-            .map(|i| {
-                self.shard(i)
-                    .txns
-                    .values()
-                    .filter(|t| !t.final_sent)
-                    .count()
-            })
-            .sum()
+        self.pending.load(Ordering::Acquire)
     }
 
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
@@ -622,7 +620,7 @@ impl Forwarder {
             out.push(self.unavailable(&msg, inbound, "Service Unavailable (shutting down)"));
             return out;
         }
-        if self.live_transactions() >= self.settings.max_transactions {
+        if self.pending_transactions() >= self.settings.max_transactions {
             self.stats.call(caller.customer, CallOutcome::Failed);
             out.push(self.unavailable(&msg, inbound, "Service Unavailable (overloaded)"));
             return out;
@@ -688,6 +686,7 @@ impl Forwarder {
             finals: SmallVec::new(),
             cancelled: false,
             final_sent: false,
+            pending: false,
             egress,
             scheduled: None,
         };
@@ -698,10 +697,14 @@ impl Forwarder {
         out
     }
 
-    fn insert(&self, shard_index: usize, id: u64, txn: Txn) {
+    fn insert(&self, shard_index: usize, id: u64, mut txn: Txn) {
         let mut shard = self.shard(shard_index);
         if txn.finished() {
             return;
+        }
+        if !txn.final_sent {
+            txn.pending = true;
+            self.pending.fetch_add(1, Ordering::AcqRel);
         }
         shard.by_key.insert(txn.key.clone(), id);
         shard.txns.insert(id, txn);
@@ -719,6 +722,9 @@ impl Forwarder {
                 }
                 if shard.by_key.get(&txn.key) == Some(&id) {
                     shard.by_key.remove(&txn.key);
+                }
+                if txn.pending {
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
                 }
                 let live = self.live.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
                 self.stats.transactions_live.set(live as f64);
@@ -866,6 +872,9 @@ impl Forwarder {
 
     fn send_final(&self, now: Instant, txn: &mut Txn, code: u16, bytes: Bytes, out: &mut Sends) {
         txn.final_sent = true;
+        if std::mem::take(&mut txn.pending) {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
         txn.server.on_final_sent(now, code);
         txn.last_response = Some(bytes.clone());
         if let Kind::Call { customer, .. } = &txn.kind {
@@ -1166,7 +1175,7 @@ impl Forwarder {
             });
             return out;
         }
-        if self.live_transactions() >= self.settings.max_transactions {
+        if self.pending_transactions() >= self.settings.max_transactions {
             out.push(self.unavailable(&msg, inbound, "Service Unavailable (overloaded)"));
             return out;
         }
@@ -1184,6 +1193,7 @@ impl Forwarder {
             finals: SmallVec::new(),
             cancelled: false,
             final_sent: false,
+            pending: false,
             egress: match face.side {
                 Side::Egress(i) => i,
                 Side::Listener => 0,

@@ -66,6 +66,7 @@ mod tests {
         let config = UdpConfig {
             receive_buffer_bytes: 64 * 1024,
             sockets_per_listener: 1,
+            receivers_per_socket: 1,
         };
         let wanted: Vec<SocketAddr> = vec![
             "127.0.1.1:0".parse().unwrap(),

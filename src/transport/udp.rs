@@ -215,6 +215,7 @@ mod tests {
         UdpConfig {
             receive_buffer_bytes: 64 * 1024,
             sockets_per_listener,
+            receivers_per_socket: 1,
         }
     }
 
