@@ -282,7 +282,10 @@ async fn resolve_gateways(routes: &RouteTable) {
         let lookup = tokio::net::lookup_host((gateway.spec.host.as_str(), gateway.spec.port));
         match tokio::time::timeout(Duration::from_secs(5), lookup).await {
             Ok(Ok(addresses)) => {
-                let ips: Vec<_> = addresses.map(|a| a.ip()).collect();
+                // IPv4 first: the egress pool and most vendors are IPv4.
+                let mut ips: Vec<_> = addresses.map(|a| a.ip()).collect();
+                ips.sort_by_key(|ip| ip.is_ipv6());
+                ips.dedup();
                 tracing::info!(gateway.name = gateway.name(), addresses = ?ips, "gateway resolved");
                 gateway.set_addresses(ips);
             }

@@ -1213,3 +1213,25 @@ async fn gateway_strip_and_prefix_rewrite_the_number() {
         "+1 stripped, 00 added"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_named_by_dns_is_resolved() {
+    // `localhost` resolves to 127.0.0.1 (IPv4 is preferred when a name has both families).
+    let mut vendor = SipPeer::udp(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .named("vendor-dns");
+    let trunks = Trunks::demo()
+        .gateway_by_name("by-name", "localhost", vendor.local().port())
+        .route("demo", &["by-name"]);
+    let edge = single_egress_edge(trunks, &[]).await;
+    let mut pbx = pbx(&edge, Transport::Udp).await;
+    let invite = pbx.invite(CALLEE, ingress(&edge, &pbx));
+    pbx.send_to(ingress(&edge, &pbx), &invite).await;
+    pbx.recv_status(100).await;
+    let at_vendor = vendor.recv_request("INVITE").await;
+    let target = SipUri::parse(at_vendor.uri()).expect("Request-URI");
+    assert_eq!(
+        target.host, "localhost",
+        "the Request-URI names the gateway as configured"
+    );
+}

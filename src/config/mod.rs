@@ -611,9 +611,9 @@ trunks_file = "trunks.toml"
                 "0",
             ),
             (
-                format!("{PROXY}failover_codes = [486, 200]\n"),
+                format!("{PROXY}failover_codes = [580, 486]\n"),
                 "proxy.failover_codes[1]",
-                "200",
+                "486",
             ),
             (format!("{PROXY}t1_ms = 1\n"), "proxy.t1_ms", "1"),
             (format!("{PROXY}timer_b_ms = 5\n"), "proxy.timer_b_ms", "5"),

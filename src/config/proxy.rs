@@ -216,10 +216,13 @@ pub(super) fn validate(
         );
     }
     for (i, &code) in raw.failover_codes.iter().enumerate() {
-        if !(300..=699).contains(&code) {
+        if !matches!(code, 300..=399 | 500..=599) {
             return bad(
                 &format!("failover_codes[{i}]"),
-                format!("invalid value {code}: expected a final non-2xx code (300 to 699)"),
+                format!(
+                    "invalid value {code}: only 3xx and 5xx codes can be added (a 4xx other \
+                     than 408 or a 6xx is the callee's answer and is never failed over)"
+                ),
             );
         }
     }

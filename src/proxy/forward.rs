@@ -1648,6 +1648,10 @@ mod tests {
     }
 
     fn core_with(max_transactions: usize) -> Core {
+        core_tuned(|s| s.max_transactions = max_transactions)
+    }
+
+    fn core_tuned(tune: impl FnOnce(&mut ForwardSettings)) -> Core {
         let rules = RuleSet {
             customers: vec![Customer {
                 ban: "100001".to_owned(),
@@ -1692,7 +1696,7 @@ mod tests {
             }],
             egress: vec![EGRESS.parse().unwrap()],
             keys: DialogKeys::new(b"0123456789abcdef0123", None).unwrap(),
-            max_transactions,
+            max_transactions: 100,
             max_attempts: 3,
             failover_codes: vec![],
             default_route: None,
@@ -1704,6 +1708,8 @@ mod tests {
             },
             retry_after_secs: 30,
         };
+        let mut settings = settings;
+        tune(&mut settings);
         let forwarder = Forwarder::new(settings, routes, metrics.clone());
         let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
         let settings = CoreSettings {
@@ -2060,6 +2066,49 @@ mod tests {
             .header_values(b"Retry-After")
             .next()
             .is_some());
+    }
+
+    #[test]
+    fn the_attempt_limit_and_extra_failover_codes() {
+        // One attempt: the 503 is relayed, gateway b is never tried.
+        let core = core_tuned(|s| s.max_attempts = 1);
+        let now = Instant::now();
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let last = core.on_datagram(now, answer(&out[1], 503, "a"), &from_vendor(VENDOR_A));
+        let to_pbx: Vec<u16> = last
+            .iter()
+            .filter(|s| s.to == PBX.parse().unwrap())
+            .map(status)
+            .collect();
+        assert_eq!(to_pbx, vec![503]);
+        assert!(last.iter().all(|s| s.to != VENDOR_B.parse().unwrap()));
+        // 501 fails over when configured to.
+        let core = core_tuned(|s| s.failover_codes = vec![501]);
+        let out = core.on_datagram(now, invite(70), &from_pbx());
+        let next = core.on_datagram(now, answer(&out[1], 501, "a"), &from_vendor(VENDOR_A));
+        assert!(
+            next.iter().any(|s| s.to == VENDOR_B.parse().unwrap()),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn timer_c_cancels_a_branch_that_rings_too_long() {
+        let core = core();
+        let t0 = Instant::now();
+        let out = core.on_datagram(t0, invite(70), &from_pbx());
+        core.on_datagram(t0, answer(&out[1], 180, "v1"), &from_vendor(VENDOR_A));
+        assert!(core.on_timer(t0 + Duration::from_secs(180)).is_empty());
+        let fired = core.on_timer(t0 + Duration::from_secs(182));
+        let cancel = fired
+            .iter()
+            .find(|s| s.to == VENDOR_A.parse().unwrap())
+            .expect("a CANCEL");
+        assert_eq!(parse(cancel).method(), Some(Method::Cancel));
+        assert_eq!(
+            parse(cancel).top_via().branch(),
+            parse(&out[1]).top_via().branch()
+        );
     }
 
     #[test]

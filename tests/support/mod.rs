@@ -220,6 +220,15 @@ impl Trunks {
     }
 
     /// A route trying `gateways` in order of their priority.
+    /// A vendor gateway given by DNS name.
+    pub fn gateway_by_name(mut self, name: &str, host: &str, port: u16) -> Trunks {
+        let _ = write!(
+            self.text,
+            "\n[[gateways]]\nname = \"{name}\"\nhost = \"{host}\"\nport = {port}\n"
+        );
+        self
+    }
+
     pub fn route(mut self, name: &str, gateways: &[&str]) -> Trunks {
         let list = gateways
             .iter()
