@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::acl::reload::{publish, watch_file};
 use crate::acl::{Acl, AclError, Snapshot};
 use crate::config::{Config, ListenerTransport, TrunksFile};
 use crate::proxy::{Core, CoreSettings};
@@ -57,8 +56,8 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
     let metrics = Metrics::new();
     let snapshot = build_snapshot(config, &trunks)?;
     let acl = Arc::new(Acl::new(Snapshot::empty()));
-    publish(&acl, &metrics, snapshot, &trunks.rules);
-    metrics.acl_reload(crate::acl::reload::FILE_SOURCE, true, 0.0);
+    // The first snapshot, and the tasks that keep it current (trunks file, PostgreSQL, Redis).
+    let acl_tasks = crate::acl::sources::start(config, trunks, snapshot, &acl, &metrics).await;
 
     let settings = CoreSettings {
         limits: config.limits,
@@ -112,14 +111,7 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
             }
         }
     }
-    tasks.push(tokio::spawn(watch_file(
-        config.acl.trunks_file.clone(),
-        config.acl.group,
-        config.acl.reload_interval,
-        trunks.rules,
-        acl.clone(),
-        metrics.clone(),
-    )));
+    tasks.extend(acl_tasks);
     metrics.set_ready(true);
     tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, admin = %admin_addr, "warp-edge started");
     Ok(Edge {

@@ -4,6 +4,7 @@
 //!
 //! Relative paths inside a config file are resolved against that file's directory.
 
+mod sources;
 mod trunks;
 
 use std::fmt;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+pub use sources::{redact_url, Combine, PostgresConfig, RedisConfig, SourceKind, SourcesConfig};
+pub(crate) use trunks::parse_cidr;
 pub use trunks::{load_trunks, parse_trunks, TrunksFile};
 
 use crate::sip::Limits;
@@ -159,6 +162,16 @@ struct AclFile {
     deny_action: DenyAction,
     #[serde(default)]
     deny_reason_in_reply: bool,
+    // --- store sources (issue 5): see `sources.rs` ---
+    sources: Option<Vec<SourceKind>>,
+    #[serde(default)]
+    combine: Combine,
+    primary: Option<SourceKind>,
+    last_known_good: Option<PathBuf>,
+    #[serde(default = "sources::default_startup_wait_ms")]
+    startup_wait_ms: u64,
+    postgres: Option<sources::PostgresFile>,
+    redis: Option<sources::RedisFile>,
 }
 
 fn default_group() -> u32 {
@@ -301,6 +314,8 @@ pub struct AclConfig {
     pub deny_action: DenyAction,
     /// Put the deny reason in the 403's reason phrase (off by default: plain "Forbidden").
     pub deny_reason_in_reply: bool,
+    /// Which sources feed the snapshot (the trunks file alone unless configured).
+    pub sources: SourcesConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,6 +468,19 @@ impl Config {
             ));
         }
         let base = file.parent().unwrap_or(Path::new("."));
+        let acl_sources = sources::validate(
+            file,
+            base,
+            sources::SourcesFile {
+                sources: raw.acl.sources,
+                combine: raw.acl.combine,
+                primary: raw.acl.primary,
+                last_known_good: raw.acl.last_known_good,
+                startup_wait_ms: raw.acl.startup_wait_ms,
+                postgres: raw.acl.postgres,
+                redis: raw.acl.redis,
+            },
+        )?;
         Ok(Config {
             file: file.to_owned(),
             listeners,
@@ -463,6 +491,7 @@ impl Config {
                 reload_interval: Duration::from_millis(raw.acl.reload_interval_ms),
                 deny_action: raw.acl.deny_action,
                 deny_reason_in_reply: raw.acl.deny_reason_in_reply,
+                sources: acl_sources,
             },
             limits: Limits {
                 max_message_size: sip.max_message_size,
