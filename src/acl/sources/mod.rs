@@ -509,6 +509,8 @@ pub async fn start(
         ))];
     }
     drop(snapshot);
+    // Not ready until the ACL thread has a snapshot for every source the combination needs.
+    metrics.set_acl_ready(false);
     let plan = Plan {
         sources: sources.clone(),
         group: config.acl.group,
