@@ -91,7 +91,10 @@ impl BenchDb {
     }
 
     async fn execute(&mut self, sql: &str) -> String {
-        let row = sqlx::query(sql).fetch_optional(&mut self.conn).await.expect(sql);
+        let row = sqlx::query(sql)
+            .fetch_optional(&mut self.conn)
+            .await
+            .expect(sql);
         row.map(|r| r.try_get::<String, _>(0).unwrap_or_default())
             .unwrap_or_default()
     }
@@ -102,7 +105,10 @@ impl BenchDb {
             .await
             .expect("connect");
         let _ = admin
-            .execute(&*format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .execute(&*format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
             .await;
     }
 }
@@ -187,7 +193,10 @@ async fn latency(changes: u64, table: u64) {
             if acl.load().decide(&request).is_allow() == want {
                 return committed.elapsed();
             }
-            assert!(committed.elapsed() < Duration::from_secs(10), "never enforced");
+            assert!(
+                committed.elapsed() < Duration::from_secs(10),
+                "never enforced"
+            );
             std::thread::sleep(Duration::from_micros(100));
         })
         .await
@@ -282,7 +291,7 @@ async fn reload(entries: u64, runs: u64) {
         total.push((t3 - t0).as_secs_f64() * 1e3);
     }
     println!("Redis full reload of {entries} address rows, {runs} runs:");
-    print_stats("redis load (SCAN + pipelined HGETALL)", "ms", load);
+    print_stats("redis load (SCAN + pipelined HMGET)", "ms", load);
     print_stats("build", "ms", build);
     print_stats("swap (publish)", "ms", swap);
     print_stats("redis load + build + swap", "ms", total);
@@ -402,7 +411,10 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
     // Ready when the steady caller is allowed.
     let started = Instant::now();
     while caller(Ipv4Addr::new(127, 0, 0, 70), edge_addr, 1, 0).await != 1 {
-        assert!(started.elapsed() < Duration::from_secs(60), "edge never ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "edge never ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let db = Arc::new(tokio::sync::Mutex::new(db));
@@ -491,8 +503,16 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
                 .map(f)
                 .collect::<Vec<_>>()
         };
-        let label = if reloading { "with reloads" } else { "without reloads" };
-        print_stats(&format!("{label}: serving threads"), "µs/req", pick(|r| r.1));
+        let label = if reloading {
+            "with reloads"
+        } else {
+            "without reloads"
+        };
+        print_stats(
+            &format!("{label}: serving threads"),
+            "µs/req",
+            pick(|r| r.1),
+        );
         print_stats(&format!("{label}: whole process"), "µs/req", pick(|r| r.2));
     }
     if let Ok(db) = Arc::try_unwrap(db) {

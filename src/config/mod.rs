@@ -580,4 +580,122 @@ trunks_file = "trunks.toml"
         let err = parse("[[listeners]\n").expect_err("syntax").to_string();
         assert!(err.starts_with("conf/edge.toml: "), "{err}");
     }
+
+    #[test]
+    fn store_sources_are_optional_and_default_sensibly() {
+        let c = parse(MINIMAL).expect("valid");
+        assert!(c.acl.sources.is_file_only());
+        let c = parse(&format!(
+            "{MINIMAL}last_known_good = \"state/lkg.json\"\n\
+             [acl.postgres]\nurl = \"postgres://edge:pw@db/platform\"\n\
+             [acl.redis]\nurl = \"redis://127.0.0.1/2\"\nkey_prefix = \"edge1:\"\n"
+        ))
+        .expect("valid");
+        let s = &c.acl.sources;
+        assert_eq!(
+            s.enabled,
+            [SourceKind::Postgres, SourceKind::Redis, SourceKind::File]
+        );
+        assert_eq!((s.combine, s.primary), (Combine::Union, None));
+        assert_eq!(
+            s.last_known_good.as_deref(),
+            Some(Path::new("conf/state/lkg.json"))
+        );
+        let pg = s.postgres.as_ref().expect("postgres");
+        assert_eq!(pg.channel, "warp_edge_acl");
+        assert_eq!(pg.reload_interval, Duration::from_secs(30));
+        let redis = s.redis.as_ref().expect("redis");
+        assert_eq!(
+            (redis.key_prefix.as_str(), redis.scan_count),
+            ("edge1:", 1000)
+        );
+        assert!(!redis.keyspace_notifications);
+
+        let c = parse(&format!(
+            "{MINIMAL}combine = \"primary\"\nsources = [\"redis\", \"file\"]\n\
+             [acl.redis]\nurl = \"redis://127.0.0.1/\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.acl.sources.primary, Some(SourceKind::Redis));
+    }
+
+    #[test]
+    fn store_source_errors_name_the_key_and_hide_passwords() {
+        let pg = "[acl.postgres]\nurl = \"postgres://edge:pw@db/platform\"\n";
+        let cases = [
+            (
+                format!("{MINIMAL}[acl.postgres]\nurl = \"http://edge:s3cret@db/x\"\n"),
+                "acl.postgres.url",
+                "http://edge:***@db/x",
+            ),
+            (
+                format!("{MINIMAL}[acl.redis]\nurl = \"nope\"\n"),
+                "acl.redis.url",
+                "nope",
+            ),
+            (format!("{MINIMAL}sources = []\n"), "acl.sources", "[]"),
+            (
+                format!("{MINIMAL}sources = [\"file\", \"file\"]\n"),
+                "acl.sources[1]",
+                "file",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"postgres\"]\n"),
+                "acl.sources[0]",
+                "postgres",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"file\"]\n{pg}"),
+                "acl.postgres",
+                "not listed",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"ldap\"]\n"),
+                "acl.sources[0]",
+                "ldap",
+            ),
+            (
+                format!("{MINIMAL}combine = \"primary\"\nprimary = \"redis\"\n"),
+                "acl.primary",
+                "redis",
+            ),
+            (
+                format!("{MINIMAL}primary = \"file\"\n"),
+                "acl.primary",
+                "file",
+            ),
+            (
+                format!("{MINIMAL}startup_wait_ms = 9999999\n"),
+                "acl.startup_wait_ms",
+                "9999999",
+            ),
+            (
+                format!("{MINIMAL}{pg}reload_interval_ms = 5\n"),
+                "acl.postgres.reload_interval_ms",
+                "5",
+            ),
+            (
+                format!("{MINIMAL}{pg}channel = \"two words\"\n"),
+                "acl.postgres.channel",
+                "two words",
+            ),
+            (
+                format!("{MINIMAL}{pg}colour = 1\n"),
+                "acl.postgres",
+                "colour",
+            ),
+            (
+                format!("{MINIMAL}[acl.redis]\nurl = \"redis://h/\"\nkey_prefix = \"a*\"\n"),
+                "acl.redis.key_prefix",
+                "a*",
+            ),
+        ];
+        for (text, key, value) in cases {
+            let err = parse(&text).expect_err(key).to_string();
+            assert!(err.starts_with("conf/edge.toml: "), "{err}");
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(value), "{err} should quote {value}");
+            assert!(!err.contains("s3cret"), "{err} leaks a password");
+        }
+    }
 }

@@ -5,7 +5,10 @@
 //! others).
 //!
 //! A full load is `SCAN MATCH {prefix}address:entry:* COUNT n` (never `KEYS`, which blocks the
-//! server) and `HGETALL` in pipelines of n. Changes are seen through a pub/sub channel the
+//! server) and, for each batch of keys SCAN returns, one pipeline of `HMGET`s of the six fields
+//! the edge reads, several pipelines in flight while SCAN goes on (sequential `HGETALL`
+//! pipelines took twice as long at 100k rows, BENCHMARKS.md). A key with none of the
+//! fields was deleted between SCAN and HMGET. Changes are seen through a pub/sub channel the
 //! writer publishes on after writing (`warp-edge acl sync` does), and, when configured,
 //! through keyspace notifications on the address keys (the edge adds the `Khg` flags to
 //! `notify-keyspace-events` itself with `CONFIG SET`); a periodic full reload is the safety
@@ -15,10 +18,10 @@
 //! One bad row (no tag, a mask too long, an address that does not parse) fails the whole
 //! reload and the previous rules stay: a row is never dropped silently.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use ipnet::IpNet;
 use redis::aio::MultiplexedConnection;
@@ -71,16 +74,22 @@ pub fn glob_escape(text: &str) -> String {
     out
 }
 
-/// One address row as an ACL entry. `fields` is the hash; `key` names it in errors.
-pub fn parse_row(
+/// The fields of an address row the edge reads, in the order `HMGET` asks for them.
+pub const FIELDS: [&str; 6] = ["grp", "ip_addr", "mask", "port", "proto", "tag"];
+
+/// At most this many `HMGET` pipelines in flight during a load.
+const PIPELINES_IN_FLIGHT: usize = 4;
+
+/// One address row as an ACL entry. `field` reads the hash; `key` names it in errors.
+pub fn parse_row<'a>(
     key: &str,
-    fields: &HashMap<String, String>,
+    field: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<AclEntry, RedisSourceError> {
     let bad = |message: String| RedisSourceError::Row {
         key: key.to_owned(),
         message,
     };
-    let field = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let field = |name: &str| field(name).map(str::trim).filter(|v| !v.is_empty());
     let grp = field("grp").ok_or_else(|| bad("grp: missing".to_owned()))?;
     let group: u32 = grp
         .parse()
@@ -127,14 +136,37 @@ pub fn parse_row(
     })
 }
 
-/// Reads every address row under `prefix`: SCAN for the keys, HGETALL in pipelines.
+/// The six [`FIELDS`] of each of `keys`, in one pipeline.
+async fn fetch_rows(
+    mut conn: MultiplexedConnection,
+    keys: Vec<String>,
+) -> Result<Vec<(String, [Option<String>; 6])>, RedisSourceError> {
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("HMGET").arg(key).arg(&FIELDS[..]);
+    }
+    let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
+    Ok(keys
+        .into_iter()
+        .zip(rows)
+        .map(|(key, row)| {
+            let mut values = row.into_iter();
+            let fields = std::array::from_fn(|_| values.next().flatten());
+            (key, fields)
+        })
+        .collect())
+}
+
+/// Reads every address row under `prefix`: SCAN for the keys, and for each batch a pipeline
+/// of HMGETs, up to [`PIPELINES_IN_FLIGHT`] at once.
 pub async fn load(
     conn: &mut MultiplexedConnection,
     prefix: &str,
     batch: u32,
 ) -> Result<RuleSet, RedisSourceError> {
     let pattern = format!("{}{ADDRESS_KEY}*", glob_escape(prefix));
-    let mut keys: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    let mut in_flight = FuturesUnordered::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -145,30 +177,39 @@ pub async fn load(
             .arg(batch)
             .query_async(conn)
             .await?;
-        keys.extend(found);
+        if !found.is_empty() {
+            in_flight.push(fetch_rows(conn.clone(), found));
+        }
+        while in_flight.len() >= PIPELINES_IN_FLIGHT {
+            if let Some(done) = in_flight.next().await {
+                rows.extend(done?);
+            }
+        }
         cursor = next;
         if cursor == 0 {
             break;
         }
     }
+    while let Some(done) = in_flight.next().await {
+        rows.extend(done?);
+    }
     // SCAN may return a key more than once; sorting also makes the rule order stable.
-    keys.sort_unstable();
-    keys.dedup();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.dedup_by(|a, b| a.0 == b.0);
     let mut rules = RuleSet::default();
-    rules.entries.reserve(keys.len());
-    for chunk in keys.chunks(batch as usize) {
-        let mut pipe = redis::pipe();
-        for key in chunk {
-            pipe.cmd("HGETALL").arg(key);
+    rules.entries.reserve(rows.len());
+    for (key, fields) in &rows {
+        // Deleted between SCAN and HMGET: gone, not malformed.
+        if fields.iter().all(Option::is_none) {
+            continue;
         }
-        let rows: Vec<HashMap<String, String>> = pipe.query_async(conn).await?;
-        for (key, fields) in chunk.iter().zip(rows) {
-            // Deleted between SCAN and HGETALL: gone, not malformed.
-            if fields.is_empty() {
-                continue;
-            }
-            rules.entries.push(parse_row(key, &fields)?);
-        }
+        let field = |name: &str| {
+            FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .and_then(|i| fields[i].as_deref())
+        };
+        rules.entries.push(parse_row(key, field)?);
     }
     Ok(rules)
 }
@@ -326,6 +367,8 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
 mod tests {
     use super::*;
 
+    use std::collections::HashMap;
+
     fn row(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
@@ -335,18 +378,15 @@ mod tests {
 
     #[test]
     fn kamailio_row_with_mask_zero_is_a_host() {
-        let e = parse_row(
-            "address:entry::7",
-            &row(&[
-                ("id", "7"),
-                ("grp", "1"),
-                ("ip_addr", "192.0.2.10"),
-                ("mask", "0"),
-                ("port", "0"),
-                ("tag", "100001"),
-            ]),
-        )
-        .unwrap();
+        let fields = row(&[
+            ("id", "7"),
+            ("grp", "1"),
+            ("ip_addr", "192.0.2.10"),
+            ("mask", "0"),
+            ("port", "0"),
+            ("tag", "100001"),
+        ]);
+        let e = parse_row("address:entry::7", |n| fields.get(n).map(String::as_str)).unwrap();
         assert_eq!(e.network, "192.0.2.10/32".parse::<IpNet>().unwrap());
         assert_eq!((e.group, e.port, e.proto), (1, 0, Proto::Any));
         assert_eq!(e.ban, "100001");
@@ -355,18 +395,15 @@ mod tests {
 
     #[test]
     fn platform_row_with_subnet_and_proto() {
-        let e = parse_row(
-            "address:entry:0b6f",
-            &row(&[
-                ("grp", "2"),
-                ("ip_addr", "2001:db8::7"),
-                ("mask", "48"),
-                ("port", "5061"),
-                ("proto", "TLS"),
-                ("tag", "200002"),
-            ]),
-        )
-        .unwrap();
+        let fields = row(&[
+            ("grp", "2"),
+            ("ip_addr", "2001:db8::7"),
+            ("mask", "48"),
+            ("port", "5061"),
+            ("proto", "TLS"),
+            ("tag", "200002"),
+        ]);
+        let e = parse_row("address:entry:0b6f", |n| fields.get(n).map(String::as_str)).unwrap();
         assert_eq!(e.network, "2001:db8::/48".parse::<IpNet>().unwrap());
         assert_eq!((e.group, e.port, e.proto), (2, 5061, Proto::Tls));
     }
@@ -394,7 +431,7 @@ mod tests {
         for (name, value, expected) in cases {
             let mut fields = row(&base);
             fields.insert(name.to_owned(), value.to_owned());
-            let error = parse_row("address:entry::9", &fields)
+            let error = parse_row("address:entry::9", |n| fields.get(n).map(String::as_str))
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("address:entry::9"), "{error}");
