@@ -370,26 +370,48 @@ fn options(local: SocketAddr, serial: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One UDP caller: `count` OPTIONS, each waiting for its answer; returns how many were 200.
-async fn caller(ip: Ipv4Addr, edge: SocketAddr, count: u64, base: u64) -> u64 {
+/// One UDP caller: `count` OPTIONS, each waiting for its answer (resent after 1 s of
+/// silence, as a UAC retransmits); returns how many were 200 and how many were resent.
+async fn caller(ip: Ipv4Addr, edge: SocketAddr, count: u64, base: u64) -> (u64, u64) {
     let socket = tokio::net::UdpSocket::bind((ip, 0)).await.expect("bind");
     let local = socket.local_addr().expect("addr");
-    let mut ok = 0;
+    let (mut ok, mut resent) = (0, 0);
     let mut buf = vec![0u8; 4096];
     for i in 0..count {
-        socket
-            .send_to(&options(local, base + i), edge)
-            .await
-            .expect("send");
-        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
-            .await
-            .expect("an answer within 5 s")
-            .expect("recv");
-        if buf[..n].starts_with(b"SIP/2.0 200") {
-            ok += 1;
+        let request = options(local, base + i);
+        for attempt in 0.. {
+            assert!(attempt < 10, "no answer after 10 tries");
+            socket.send_to(&request, edge).await.expect("send");
+            match tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    if buf[..n].starts_with(b"SIP/2.0 200") {
+                        ok += 1;
+                    }
+                    break;
+                }
+                _ => resent += 1,
+            }
         }
     }
-    ok
+    (ok, resent)
+}
+
+/// One OPTIONS from `ip`: true when answered 200 within a second.
+async fn allowed(ip: Ipv4Addr, edge: SocketAddr) -> bool {
+    let Ok(socket) = tokio::net::UdpSocket::bind((ip, 0)).await else {
+        return false;
+    };
+    let Ok(local) = socket.local_addr() else {
+        return false;
+    };
+    if socket.send_to(&options(local, 0), edge).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"SIP/2.0 200")
+    )
 }
 
 async fn cpu(requests: u64, rounds: u64, entries: u64) {
@@ -403,14 +425,26 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         .port();
     let edge_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = write_config(&db.url, edge_addr);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warp-edge"))
+    let log = config.with_file_name("edge.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warp-edge"))
         .args(["run", "--config", &config.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("edge log"))
         .spawn()
         .expect("start warp-edge");
     let pid = child.id();
+    // Kill the edge even if the bench panics.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(child);
     // Ready when the steady caller is allowed.
     let started = Instant::now();
-    while caller(Ipv4Addr::new(127, 0, 0, 70), edge_addr, 1, 0).await != 1 {
+    while !allowed(Ipv4Addr::new(127, 0, 0, 70), edge_addr).await {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "edge never ready"
@@ -452,8 +486,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
                     }
                     drop(guard);
                     while !stop.load(Ordering::Acquire)
-                        && (caller(Ipv4Addr::new(127, 0, 0, 72), edge_addr, 1, 0).await == 1)
-                            != want
+                        && allowed(Ipv4Addr::new(127, 0, 0, 72), edge_addr).await != want
                     {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
@@ -473,9 +506,11 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
             let base = serial.fetch_add(per, Ordering::Relaxed);
             callers.push(tokio::spawn(caller(ip, edge_addr, per, base)));
         }
-        let mut ok = 0;
+        let (mut ok, mut resent) = (0, 0);
         for c in callers {
-            ok += c.await.expect("caller");
+            let (o, r) = c.await.expect("caller");
+            ok += o;
+            resent += r;
         }
         let after = thread_cpu(pid);
         stop.store(true, Ordering::Release);
@@ -488,13 +523,12 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         let total = (after.1 + after.0 - before.1 - before.0) / calls * 1e6;
         let n = reloads.load(Ordering::Relaxed);
         println!(
-            "round {round}: {} reloads during the run; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request",
+            "round {round}: {} reloads during the run, {resent} requests resent; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request",
             if reloading { n.to_string() } else { "no".to_owned() }
         );
         results.push((reloading, serving, total, n));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     for reloading in [false, true] {
         let pick = |f: fn(&(bool, f64, f64, u64)) -> f64| {
             results

@@ -120,7 +120,7 @@ pub struct RedisConfig {
     pub keyspace_notifications: bool,
     pub reload_interval: Duration,
     pub connect_timeout: Duration,
-    /// `SCAN ... COUNT` and the pipeline batch of `HGETALL`s.
+    /// `SCAN ... COUNT`; each batch of keys is one pipeline of `HMGET`s.
     pub scan_count: u32,
 }
 
