@@ -146,7 +146,8 @@ fn write_config(url: &str, udp: SocketAddr) -> PathBuf {
             "[[listeners]]\ntransport = \"udp\"\naddress = \"{udp}\"\n\n\
              [admin]\naddress = \"127.0.0.1:0\"\n\n\
              [acl]\ntrunks_file = \"trunks.toml\"\nsources = [\"postgres\"]\nstartup_wait_ms = 60000\n\n\
-             [acl.postgres]\nurl = \"{url}\"\n\n[log]\nlevel = \"warn\"\n"
+             [acl.postgres]\nurl = \"{url}\"\nreload_interval_ms = 3600000\n\n\
+             [log]\nlevel = \"warn\"\n"
         ),
     )
     .expect("config");
@@ -492,6 +493,12 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
                     }
                     reloads.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Some(id) = present {
+                    db.lock()
+                        .await
+                        .execute(&format!("DELETE FROM accounts.trunk_ips WHERE id = '{id}'"))
+                        .await;
+                }
             })
         });
         if reloading {
@@ -499,6 +506,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let before = thread_cpu(pid);
+        let began = Instant::now();
         let per = requests / 4;
         let mut callers = Vec::new();
         for c in 0..4u8 {
@@ -513,9 +521,12 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
             resent += r;
         }
         let after = thread_cpu(pid);
+        let seconds = began.elapsed().as_secs_f64();
         stop.store(true, Ordering::Release);
         if let Some(task) = reloader {
             task.await.expect("reloader");
+            // Let the last reload finish outside the next measurement.
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         assert_eq!(ok, per * 4, "every request answered 200");
         let calls = (per * 4) as f64;
@@ -523,7 +534,8 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         let total = (after.1 + after.0 - before.1 - before.0) / calls * 1e6;
         let n = reloads.load(Ordering::Relaxed);
         println!(
-            "round {round}: {} reloads during the run, {resent} requests resent; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request",
+            "round {round}: {:.0} requests/s for {seconds:.1} s, {} reloads, {resent} resent; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request",
+            calls / seconds,
             if reloading { n.to_string() } else { "no".to_owned() }
         );
         results.push((reloading, serving, total, n));
