@@ -40,7 +40,7 @@ pub enum DbCommand {
     /// Apply the embedded migrations (the `accounts` schema, its functions and triggers).
     /// Already applied migrations are skipped, so running it twice is harmless.
     Migrate {
-        /// postgres://user:password@host:port/database
+        /// `postgres://user:password@host:port/database`
         #[arg(long)]
         database_url: String,
     },
@@ -73,7 +73,7 @@ pub enum AclCommand {
     Sync {
         #[arg(long)]
         database_url: String,
-        /// redis://[:password@]host:port[/db]
+        /// `redis://[:password@]host:port[/db]`
         #[arg(long)]
         redis_url: String,
         /// Put before every key (the edges' `acl.redis.key_prefix`).

@@ -78,7 +78,7 @@ pub fn glob_escape(text: &str) -> String {
 pub const FIELDS: [&str; 6] = ["grp", "ip_addr", "mask", "port", "proto", "tag"];
 
 /// At most this many `HMGET` pipelines in flight during a load.
-const PIPELINES_IN_FLIGHT: usize = 4;
+pub const PIPELINES_IN_FLIGHT: usize = 4;
 
 /// One address row as an ACL entry. `field` reads the hash; `key` names it in errors.
 pub fn parse_row<'a>(
@@ -158,7 +158,7 @@ async fn fetch_rows(
 }
 
 /// Reads every address row under `prefix`: SCAN for the keys, and for each batch a pipeline
-/// of HMGETs, up to [`PIPELINES_IN_FLIGHT`] at once.
+/// of HMGETs, a few in flight at once.
 pub async fn load(
     conn: &mut MultiplexedConnection,
     prefix: &str,
