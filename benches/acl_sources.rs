@@ -11,8 +11,8 @@
 //!   snapshot polled every 100 µs from a thread of its own), over alternating inserts and
 //!   deletes of one trunk IP in a table of `table` entries.
 //! - `reload`: a full reload of `entries` trunk IPs from PostgreSQL and from Redis, split
-//!   into load (query or SCAN + HGETALL, decoding), build (`Snapshot::build`) and swap
-//!   (`publish`: store plus gauges).
+//!   into load (query or SCAN + HMGET, decoding), build (`Snapshot::build`) and swap
+//!   (`publish`: store plus gauges); and the last-known-good file's write and read.
 //! - `cpu`: the release binary `warp-edge run` on a 100k-entry PostgreSQL table answering
 //!   OPTIONS from 4 concurrent UDP callers, with and without continuous reloads (one trunk IP
 //!   toggled as fast as the edge applies it), in alternating rounds. CPU comes from
@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
 use warp_edge::acl::reload::publish;
-use warp_edge::acl::sources::{postgres, redis as redis_source};
+use warp_edge::acl::sources::{lkg, postgres, redis as redis_source};
 use warp_edge::acl::{Acl, AclRequest, Proto, Snapshot};
-use warp_edge::config::Config;
+use warp_edge::config::{Config, SourceKind};
 use warp_edge::telemetry::Metrics;
 
 fn pg_server() -> String {
@@ -237,6 +237,26 @@ async fn reload(entries: u64, runs: u64) {
     print_stats("build", "ms", build);
     print_stats("swap (publish)", "ms", swap);
     print_stats("postgres load + build + swap", "ms", total);
+    // What each change also costs with `acl.last_known_good` set, and a start-up read.
+    let rules = postgres::load(&mut db.conn, 1).await.expect("load");
+    let file =
+        std::env::temp_dir().join(format!("warp-edge-bench-lkg-{}.json", std::process::id()));
+    let (mut write, mut read) = (vec![], vec![]);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        lkg::write(&file, 1, &[(SourceKind::Postgres, &rules)]).expect("write");
+        let t1 = Instant::now();
+        let back = lkg::read(&file).expect("read").expect("file");
+        let t2 = Instant::now();
+        assert_eq!(back.sources.len(), 1);
+        write.push((t1 - t0).as_secs_f64() * 1e3);
+        read.push((t2 - t1).as_secs_f64() * 1e3);
+    }
+    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&file);
+    println!("last-known-good file of {entries} entries ({size} bytes):");
+    print_stats("write (JSON, fsync, rename)", "ms", write);
+    print_stats("read (start-up)", "ms", read);
     db.drop_now().await;
 
     // The same rows in Redis, in the platform's format.
