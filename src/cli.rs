@@ -1,5 +1,5 @@
-//! The command line: `run`, `check`, `acl explain`. `main.rs` parses it and calls
-//! [`dispatch`]; configuration errors become exit code 64.
+//! The command line: `run`, `check`, `acl explain`, `acl sync`, `db migrate`. `main.rs`
+//! parses it and calls [`dispatch`]; configuration errors become exit code 64.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -27,9 +27,23 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the configuration and the trunks file, and print a summary.
     Check(ConfigArg),
-    /// Inspect the IP ACL.
+    /// Inspect the IP ACL, or copy it between stores.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// The platform database (PostgreSQL).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the embedded migrations (the `accounts` schema, its functions and triggers).
+    /// Already applied migrations are skipped, so running it twice is harmless.
+    Migrate {
+        /// `postgres://user:password@host:port/database`
+        #[arg(long)]
+        database_url: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +68,24 @@ pub enum AclCommand {
         #[arg(long, default_value = "udp", value_parser = parse_transport)]
         transport: Proto,
     },
+    /// Write the PostgreSQL ACL into Redis in the platform's address format, delete
+    /// platform keys PostgreSQL no longer has, and publish on the edges' channel.
+    Sync {
+        #[arg(long)]
+        database_url: String,
+        /// `redis://[:password@]host:port[/db]`
+        #[arg(long)]
+        redis_url: String,
+        /// Put before every key (the edges' `acl.redis.key_prefix`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The pub/sub channel the edges listen on (`acl.redis.channel`).
+        #[arg(long, default_value = "warp_edge_acl")]
+        channel: String,
+        /// The Kamailio group (`grp`) written on every row.
+        #[arg(long, default_value_t = 1)]
+        group: u32,
+    },
 }
 
 fn parse_source(text: &str) -> Result<SocketAddr, String> {
@@ -77,14 +109,24 @@ pub enum CliError {
     Start(#[from] StartError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A bad argument (a URL that does not parse).
+    #[error("{0}")]
+    Usage(String),
+    /// A store refused or failed (`db migrate`, `acl sync`).
+    #[error("{0}")]
+    Store(String),
 }
 
 impl CliError {
     /// 64 for anything the operator must fix in configuration; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Config(_) | CliError::Start(StartError::Acl { .. }) => EXIT_CONFIG,
-            CliError::Start(StartError::Bind { .. }) | CliError::Runtime(_) => 1,
+            CliError::Config(_) | CliError::Start(StartError::Acl { .. }) | CliError::Usage(_) => {
+                EXIT_CONFIG
+            }
+            CliError::Start(StartError::Bind { .. })
+            | CliError::Runtime(_)
+            | CliError::Store(_) => 1,
         }
     }
 }
@@ -127,7 +169,82 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Db(DbCommand::Migrate { database_url }) => {
+            let options = crate::acl::sources::postgres::connect_options(&database_url)
+                .map_err(|e| usage("--database-url", &database_url, e))?;
+            block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| store("postgres", e))?;
+                crate::acl::sources::postgres::MIGRATOR
+                    .run(&mut conn)
+                    .await
+                    .map_err(|e| store("migrate", e))?;
+                let applied = crate::acl::sources::postgres::MIGRATOR.iter().count();
+                println!(
+                    "migrations: {applied} known, all applied to {}",
+                    crate::config::redact_url(&database_url)
+                );
+                Ok(())
+            })
+        }
+        Command::Acl(AclCommand::Sync {
+            database_url,
+            redis_url,
+            prefix,
+            channel,
+            group,
+        }) => {
+            crate::acl::sources::postgres::connect_options(&database_url)
+                .map_err(|e| usage("--database-url", &database_url, e))?;
+            redis::Client::open(redis_url.as_str())
+                .map_err(|e| usage("--redis-url", &redis_url, e))?;
+            if group == 0 {
+                return Err(CliError::Usage(
+                    "--group: invalid value 0: groups start at 1".to_owned(),
+                ));
+            }
+            block_on(async {
+                let report = crate::acl::sources::sync::sync(
+                    &database_url,
+                    &redis_url,
+                    &prefix,
+                    &channel,
+                    group,
+                )
+                .await
+                .map_err(|e| store("acl sync", e))?;
+                println!(
+                    "acl sync: {} entries written, {} stale entries deleted, published on {channel}",
+                    report.written, report.deleted
+                );
+                Ok(())
+            })
+        }
     }
+}
+
+fn usage(flag: &str, url: &str, error: impl std::fmt::Display) -> CliError {
+    CliError::Usage(format!(
+        "{flag}: invalid value {:?}: {error}",
+        crate::config::redact_url(url)
+    ))
+}
+
+fn store(what: &str, error: impl std::fmt::Display) -> CliError {
+    CliError::Store(format!("{what}: {error}"))
+}
+
+/// Runs one store command on a small runtime of its own.
+fn block_on(
+    future: impl std::future::Future<Output = Result<(), CliError>>,
+) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?
+        .block_on(future)
 }
 
 /// The config, its trunks file, and the snapshot they build: what `check` and `acl explain`

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::acl::reload::{publish, watch_file};
 use crate::acl::rules::Proto;
 use crate::acl::{Acl, AclError, Snapshot};
 use crate::config::{Config, ListenerTransport, TrunksFile};
@@ -103,8 +102,10 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
     let metrics = Metrics::new();
     let snapshot = build_snapshot(config, &trunks)?;
     let acl = Arc::new(Acl::new(Snapshot::empty()));
-    publish(&acl, &metrics, snapshot, &trunks.rules);
-    metrics.acl_reload(crate::acl::reload::FILE_SOURCE, true, 0.0);
+    // Gateways and routes are read once, at start-up; the ACL follows its sources.
+    let routing = trunks.routing.clone();
+    // The first snapshot, and the tasks that keep it current (trunks file, PostgreSQL, Redis).
+    let acl_tasks = crate::acl::sources::start(config, trunks, snapshot, &acl, &metrics).await;
 
     let settings = CoreSettings {
         limits: config.limits,
@@ -178,7 +179,7 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
     };
     let forwarder = match (&config.proxy, &pool) {
         (Some(proxy), Some(pool)) => {
-            let routes = Arc::new(RouteTable::new(&trunks.routing));
+            let routes = Arc::new(RouteTable::new(&routing));
             resolve_gateways(&routes).await;
             tasks.push(tokio::spawn(refresh_dns(routes.clone(), proxy.dns_refresh)));
             let settings = ForwardSettings {
@@ -221,11 +222,13 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
             udp_addrs.push(first);
         }
         for socket in sockets {
-            tasks.push(tokio::spawn(udp::serve(
-                socket,
-                Side::Listener,
-                dispatcher.clone(),
-            )));
+            for _ in 0..config.udp.receivers_per_socket {
+                tasks.push(tokio::spawn(udp::serve(
+                    socket.clone(),
+                    Side::Listener,
+                    dispatcher.clone(),
+                )));
+            }
         }
     }
     for listener in tcp_listeners {
@@ -239,11 +242,13 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
         )));
     }
     for (i, (socket, listener)) in egress_udp.into_iter().zip(egress_tcp).enumerate() {
-        tasks.push(tokio::spawn(udp::serve(
-            socket,
-            Side::Egress(i),
-            dispatcher.clone(),
-        )));
+        for _ in 0..config.udp.receivers_per_socket {
+            tasks.push(tokio::spawn(udp::serve(
+                socket.clone(),
+                Side::Egress(i),
+                dispatcher.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(tcp::serve(
             listener,
             Side::Egress(i),
@@ -253,14 +258,7 @@ pub async fn start(config: &Config, trunks: TrunksFile) -> Result<Edge, StartErr
     if core.forwarder().is_some() {
         tasks.push(tokio::spawn(run_timers(dispatcher.clone(), TIMER_TICK)));
     }
-    tasks.push(tokio::spawn(watch_file(
-        config.acl.trunks_file.clone(),
-        config.acl.group,
-        config.acl.reload_interval,
-        trunks.rules,
-        acl.clone(),
-        metrics.clone(),
-    )));
+    tasks.extend(acl_tasks);
     metrics.set_ready(true);
     tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, egress = ?egress_addrs, admin = %admin_addr, "warp-edge started");
     Ok(Edge {

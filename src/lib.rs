@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`sip`]: the message layer: zero-copy parsing over one `Bytes`, typed views, edits
 //!   applied on write, response building and TCP/TLS stream framing. No I/O.
-//! - [`acl`]: who is calling: rules from the trunks file compiled into an immutable
-//!   longest-prefix-match snapshot, swapped atomically on reload.
+//! - [`acl`]: who is calling: rules from the trunks file, PostgreSQL and Redis compiled into
+//!   an immutable longest-prefix-match snapshot, swapped atomically on reload.
 //! - [`proxy`]: what the edge answers, decided without I/O (ACL, RFC 3261 16.3 validation).
 //! - [`route`]: vendor gateways: attempt order, failover triggers, best response, health.
 //! - [`transport`]: UDP and TCP listeners feeding the proxy core.

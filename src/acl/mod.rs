@@ -1,6 +1,7 @@
 //! The IP ACL: who is calling. Rules from every source ([`rules`]) are compiled into an
 //! immutable [`Snapshot`] (longest-prefix-match tables plus dedicated ingress IPs), and [`Acl`]
-//! holds the current one behind an [`ArcSwap`].
+//! holds the current one behind an [`ArcSwap`]. [`reload`] keeps it current from the trunks
+//! file alone; [`sources`] from PostgreSQL, Redis and the file together (issue 5).
 //!
 //! This module owns the matching semantics (see [`snapshot`]) and the snapshot swap. It must
 //! never do I/O, block or allocate in [`Snapshot::decide`], never let a reader see half a
@@ -11,6 +12,7 @@
 pub mod reload;
 pub mod rules;
 pub mod snapshot;
+pub mod sources;
 pub mod table;
 
 mod error;

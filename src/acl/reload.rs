@@ -49,13 +49,13 @@ pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet
 
 /// What identifies a version of the file without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-fn stamp(file: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(file: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).ok()?;
     Some(Stamp {

@@ -1,19 +1,20 @@
 //! The rules every ACL source produces (trunks file, PostgreSQL, Redis): customers, trunk
 //! groups, trunk IP entries and dedicated ingress IPs. A [`RuleSet`] is plain data; the
-//! [`super::Snapshot`] compiles it for lookups.
+//! [`super::Snapshot`] compiles it for lookups. It serialises (serde) for the last-known-good
+//! file of the store sources.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A customer's account number (BAN), the tag on every ACL entry.
 pub type Ban = String;
 
 /// Which transports an entry admits (Kamailio has no such column; WARP's Redis copy adds it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     #[default]
@@ -61,7 +62,7 @@ impl fmt::Display for Proto {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CustomerStatus {
     #[default]
@@ -70,7 +71,7 @@ pub enum CustomerStatus {
     Closed,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     #[default]
@@ -79,14 +80,14 @@ pub enum AuthType {
     Both,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Customer {
     pub ban: Ban,
     pub name: String,
     pub status: CustomerStatus,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct TrunkGroup {
     pub id: i64,
     pub ban: Ban,
@@ -100,7 +101,7 @@ pub struct TrunkGroup {
 }
 
 /// One ACL entry: Kamailio's `address` row plus WARP's `proto` and trunk group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct AclEntry {
     /// Where the entry came from, for `acl explain` and logs (`trunks.toml trunk_ips[3]`,
     /// `postgres trunk_ips id=42`, `redis address:entry::7`).
@@ -119,7 +120,7 @@ pub struct AclEntry {
 }
 
 /// A local (ingress) IP that belongs to one premium customer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DedicatedIp {
     pub origin: String,
     pub ip: IpAddr,
@@ -127,7 +128,7 @@ pub struct DedicatedIp {
 }
 
 /// Everything one source says, already filtered to enabled rows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RuleSet {
     pub customers: Vec<Customer>,
     pub trunk_groups: Vec<TrunkGroup>,

@@ -5,6 +5,7 @@
 //! Relative paths inside a config file are resolved against that file's directory.
 
 mod proxy;
+mod sources;
 mod trunks;
 
 use std::fmt;
@@ -17,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 pub use proxy::{ProbeConfig, ProxyConfig};
+pub use sources::{redact_url, Combine, PostgresConfig, RedisConfig, SourceKind, SourcesConfig};
+pub(crate) use trunks::parse_cidr;
 pub use trunks::{load_trunks, parse_trunks, TrunksFile};
 
 use crate::sip::Limits;
@@ -161,6 +164,16 @@ struct AclFile {
     deny_action: DenyAction,
     #[serde(default)]
     deny_reason_in_reply: bool,
+    // --- store sources (issue 5): see `sources.rs` ---
+    sources: Option<Vec<SourceKind>>,
+    #[serde(default)]
+    combine: Combine,
+    primary: Option<SourceKind>,
+    last_known_good: Option<PathBuf>,
+    #[serde(default = "sources::default_startup_wait_ms")]
+    startup_wait_ms: u64,
+    postgres: Option<sources::PostgresFile>,
+    redis: Option<sources::RedisFile>,
 }
 
 fn default_group() -> u32 {
@@ -310,6 +323,8 @@ pub struct AclConfig {
     pub deny_action: DenyAction,
     /// Put the deny reason in the 403's reason phrase (off by default: plain "Forbidden").
     pub deny_reason_in_reply: bool,
+    /// Which sources feed the snapshot (the trunks file alone unless configured).
+    pub sources: SourcesConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -481,6 +496,19 @@ impl Config {
             .map(|p| proxy::validate(p, base))
             .transpose()
             .map_err(|(key, message)| invalid(&key, message))?;
+        let acl_sources = sources::validate(
+            file,
+            base,
+            sources::SourcesFile {
+                sources: raw.acl.sources,
+                combine: raw.acl.combine,
+                primary: raw.acl.primary,
+                last_known_good: raw.acl.last_known_good,
+                startup_wait_ms: raw.acl.startup_wait_ms,
+                postgres: raw.acl.postgres,
+                redis: raw.acl.redis,
+            },
+        )?;
         Ok(Config {
             file: file.to_owned(),
             listeners,
@@ -491,6 +519,7 @@ impl Config {
                 reload_interval: Duration::from_millis(raw.acl.reload_interval_ms),
                 deny_action: raw.acl.deny_action,
                 deny_reason_in_reply: raw.acl.deny_reason_in_reply,
+                sources: acl_sources,
             },
             limits: Limits {
                 max_message_size: sip.max_message_size,
@@ -661,5 +690,123 @@ trunks_file = "trunks.toml"
             crate::proxy::dialog::DialogKeys::new(b"0123456789abcdef-from-file", None).unwrap();
         assert_eq!(keys.token(b"c", b"t"), same.token(b"c", b"t"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn store_sources_are_optional_and_default_sensibly() {
+        let c = parse(MINIMAL).expect("valid");
+        assert!(c.acl.sources.is_file_only());
+        let c = parse(&format!(
+            "{MINIMAL}last_known_good = \"state/lkg.json\"\n\
+             [acl.postgres]\nurl = \"postgres://edge:pw@db/platform\"\n\
+             [acl.redis]\nurl = \"redis://127.0.0.1/2\"\nkey_prefix = \"edge1:\"\n"
+        ))
+        .expect("valid");
+        let s = &c.acl.sources;
+        assert_eq!(
+            s.enabled,
+            [SourceKind::Postgres, SourceKind::Redis, SourceKind::File]
+        );
+        assert_eq!((s.combine, s.primary), (Combine::Union, None));
+        assert_eq!(
+            s.last_known_good.as_deref(),
+            Some(Path::new("conf/state/lkg.json"))
+        );
+        let pg = s.postgres.as_ref().expect("postgres");
+        assert_eq!(pg.channel, "warp_edge_acl");
+        assert_eq!(pg.reload_interval, Duration::from_secs(30));
+        let redis = s.redis.as_ref().expect("redis");
+        assert_eq!(
+            (redis.key_prefix.as_str(), redis.scan_count),
+            ("edge1:", 1000)
+        );
+        assert!(!redis.keyspace_notifications);
+
+        let c = parse(&format!(
+            "{MINIMAL}combine = \"primary\"\nsources = [\"redis\", \"file\"]\n\
+             [acl.redis]\nurl = \"redis://127.0.0.1/\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.acl.sources.primary, Some(SourceKind::Redis));
+    }
+
+    #[test]
+    fn store_source_errors_name_the_key_and_hide_passwords() {
+        let pg = "[acl.postgres]\nurl = \"postgres://edge:pw@db/platform\"\n";
+        let cases = [
+            (
+                format!("{MINIMAL}[acl.postgres]\nurl = \"http://edge:s3cret@db/x\"\n"),
+                "acl.postgres.url",
+                "http://edge:***@db/x",
+            ),
+            (
+                format!("{MINIMAL}[acl.redis]\nurl = \"nope\"\n"),
+                "acl.redis.url",
+                "nope",
+            ),
+            (format!("{MINIMAL}sources = []\n"), "acl.sources", "[]"),
+            (
+                format!("{MINIMAL}sources = [\"file\", \"file\"]\n"),
+                "acl.sources[1]",
+                "file",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"postgres\"]\n"),
+                "acl.sources[0]",
+                "postgres",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"file\"]\n{pg}"),
+                "acl.postgres",
+                "not listed",
+            ),
+            (
+                format!("{MINIMAL}sources = [\"ldap\"]\n"),
+                "acl.sources[0]",
+                "ldap",
+            ),
+            (
+                format!("{MINIMAL}combine = \"primary\"\nprimary = \"redis\"\n"),
+                "acl.primary",
+                "redis",
+            ),
+            (
+                format!("{MINIMAL}primary = \"file\"\n"),
+                "acl.primary",
+                "file",
+            ),
+            (
+                format!("{MINIMAL}startup_wait_ms = 9999999\n"),
+                "acl.startup_wait_ms",
+                "9999999",
+            ),
+            (
+                format!("{MINIMAL}{pg}reload_interval_ms = 5\n"),
+                "acl.postgres.reload_interval_ms",
+                "5",
+            ),
+            (
+                format!("{MINIMAL}{pg}channel = \"two words\"\n"),
+                "acl.postgres.channel",
+                "two words",
+            ),
+            (
+                format!("{MINIMAL}{pg}colour = 1\n"),
+                "acl.postgres",
+                "colour",
+            ),
+            (
+                format!("{MINIMAL}[acl.redis]\nurl = \"redis://h/\"\nkey_prefix = \"a*\"\n"),
+                "acl.redis.key_prefix",
+                "a*",
+            ),
+        ];
+        for (text, key, value) in cases {
+            let err = parse(&text).expect_err(key).to_string();
+            assert!(err.starts_with("conf/edge.toml: "), "{err}");
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(value), "{err} should quote {value}");
+            assert!(!err.contains("s3cret"), "{err} leaks a password");
+        }
     }
 }

@@ -130,6 +130,8 @@ pub struct Metrics {
     pub tcp_closed_malformed: Counter,
     pub keepalive_pongs: Counter,
     ready: AtomicBool,
+    /// False while the ACL sources have no snapshot to serve (issue 5); true otherwise.
+    acl_ready: AtomicBool,
 }
 
 pub(crate) const META: Metadata<'static> = Metadata::new("warp_edge", metrics::Level::INFO, None);
@@ -206,6 +208,7 @@ impl Metrics {
             tcp_closed_malformed,
             keepalive_pongs,
             ready: AtomicBool::new(false),
+            acl_ready: AtomicBool::new(true),
             recorder,
             handle,
         })
@@ -344,7 +347,93 @@ impl Metrics {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.acl_ready.load(Ordering::Acquire)
+    }
+
+    /// Whether the ACL sources have a snapshot to serve; `/readyz` needs it as well.
+    pub fn set_acl_ready(&self, ready: bool) {
+        self.acl_ready.store(ready, Ordering::Release);
+    }
+
+    /// The handles of one ACL source, registered once when the source starts.
+    pub fn acl_source(&self, source: &'static str) -> AclSourceMetrics {
+        let label = || vec![Label::new("source", source)];
+        let reloads = |outcome: &'static str| {
+            self.recorder.register_counter(
+                &Key::from_parts(
+                    ACL_RELOADS_TOTAL,
+                    vec![Label::new("source", source), Label::new("outcome", outcome)],
+                ),
+                &META,
+            )
+        };
+        AclSourceMetrics {
+            reloads_ok: reloads("success"),
+            reloads_failed: reloads("failure"),
+            duration: self.gauge(ACL_RELOAD_DURATION_SECONDS, label()),
+            last_success: self.gauge(ACL_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, label()),
+            entries: self.gauge(ACL_SOURCE_ENTRIES, label()),
+            connected: self.gauge(ACL_SOURCE_CONNECTED, label()),
+            last_known_good: self.gauge(ACL_SOURCE_LAST_KNOWN_GOOD, label()),
+        }
+    }
+
+    /// Counts a write of the last-known-good file.
+    pub fn acl_last_known_good_written(&self, ok: bool) {
+        let outcome = if ok { "success" } else { "failure" };
+        self.recorder
+            .register_counter(
+                &Key::from_parts(
+                    ACL_LAST_KNOWN_GOOD_WRITES_TOTAL,
+                    vec![Label::new("outcome", outcome)],
+                ),
+                &META,
+            )
+            .increment(1);
+    }
+}
+
+/// The metrics of one ACL source (`source` label): reload outcomes and duration, last
+/// success, entries in its last good state, whether it is connected, and whether that state
+/// came from the last-known-good file.
+#[derive(Clone)]
+pub struct AclSourceMetrics {
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+    duration: Gauge,
+    last_success: Gauge,
+    entries: Gauge,
+    connected: Gauge,
+    last_known_good: Gauge,
+}
+
+impl AclSourceMetrics {
+    /// A reload that produced rules now held as the source's good state.
+    pub fn reloaded(&self, seconds: f64, entries: usize) {
+        self.reloads_ok.increment(1);
+        self.duration.set(seconds);
+        self.entries.set(entries as f64);
+        self.last_known_good.set(0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_success.set(now);
+    }
+
+    /// A reload that failed (store unreachable, bad row, rules that do not build).
+    pub fn failed(&self, seconds: f64) {
+        self.reloads_failed.increment(1);
+        self.duration.set(seconds);
+    }
+
+    pub fn connected(&self, up: bool) {
+        self.connected.set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// The source's state was seeded from the last-known-good file.
+    pub fn from_last_known_good(&self, entries: usize) {
+        self.entries.set(entries as f64);
+        self.last_known_good.set(1.0);
     }
 }
 
@@ -443,6 +532,25 @@ fn describe(recorder: &PrometheusRecorder) {
         "Duration of the last reload attempt, by source.",
     );
     gauge(TCP_CONNECTIONS_OPEN, Unit::Count, "Open TCP connections.");
+    gauge(
+        ACL_SOURCE_CONNECTED,
+        Unit::Count,
+        "1 while an ACL store source (postgres, redis) is connected, else 0.",
+    );
+    gauge(
+        ACL_SOURCE_ENTRIES,
+        Unit::Count,
+        "Entries in an ACL source's last good state, by source.",
+    );
+    gauge(
+        ACL_SOURCE_LAST_KNOWN_GOOD,
+        Unit::Count,
+        "1 while a source's state is the one read from the last-known-good file.",
+    );
+    counter(
+        ACL_LAST_KNOWN_GOOD_WRITES_TOTAL,
+        "Writes of the ACL last-known-good file, by outcome.",
+    );
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` wins over the configured level; logs go to

@@ -11,6 +11,10 @@ pub const ACL_RELOADS_TOTAL: &str = "warp_edge_acl_reloads_total";
 pub const ACL_RELOAD_DURATION_SECONDS: &str = "warp_edge_acl_reload_duration_seconds";
 pub const ACL_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
     "warp_edge_acl_last_reload_success_timestamp_seconds";
+pub const ACL_SOURCE_CONNECTED: &str = "warp_edge_acl_source_connected";
+pub const ACL_SOURCE_ENTRIES: &str = "warp_edge_acl_source_entries";
+pub const ACL_SOURCE_LAST_KNOWN_GOOD: &str = "warp_edge_acl_source_last_known_good";
+pub const ACL_LAST_KNOWN_GOOD_WRITES_TOTAL: &str = "warp_edge_acl_last_known_good_writes_total";
 pub const ACL_ENTRIES: &str = "warp_edge_acl_entries";
 pub const ACL_DEDICATED_IPS: &str = "warp_edge_acl_dedicated_ips";
 pub const ACL_CUSTOMERS: &str = "warp_edge_acl_customers";

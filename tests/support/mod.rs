@@ -960,3 +960,398 @@ pub fn free_port(ip: IpAddr) -> u16 {
     }
     panic!("no port free for UDP and TCP on {ip}");
 }
+
+// === Stores (issue 5): a PostgreSQL database and a Redis key space per test ===
+
+/// The PostgreSQL server the store tests use (`WARP_EDGE_TEST_PG` overrides it); its
+/// `postgres` maintenance database creates and drops each test's own database.
+pub fn pg_server() -> String {
+    std::env::var("WARP_EDGE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// The Redis server the store tests use (`WARP_EDGE_TEST_REDIS` overrides it).
+pub fn redis_url() -> String {
+    std::env::var("WARP_EDGE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// `label_<pid>_<n>_<nanos>`: a name no other test (or earlier run) uses.
+pub fn unique_name(label: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{label}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database of its own (`warp_edge_test_...`), dropped (with its connections) on drop.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    conn: tokio::sync::Mutex<sqlx::PgConnection>,
+}
+
+impl TestDb {
+    /// A new database with the migrations applied.
+    pub async fn migrated() -> TestDb {
+        let db = TestDb::empty().await;
+        {
+            let mut conn = db.conn.lock().await;
+            warp_edge::acl::sources::postgres::MIGRATOR
+                .run(&mut *conn)
+                .await
+                .expect("migrations apply");
+        }
+        db
+    }
+
+    /// A new, empty database.
+    pub async fn empty() -> TestDb {
+        use sqlx::Connection;
+        let name = unique_name("warp_edge_test");
+        let server = pg_server();
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("connect to the test PostgreSQL server (is it running on 127.0.0.1:5432?)");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let url = format!("{server}/{name}");
+        let conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to the test database");
+        TestDb {
+            name,
+            url,
+            conn: tokio::sync::Mutex::new(conn),
+        }
+    }
+
+    /// Runs `sql` (one statement, or several without parameters) and commits it.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Executor;
+        let mut conn = self.conn.lock().await;
+        conn.execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The first column of every row of `sql`, as text.
+    pub async fn column(&self, sql: &str) -> Vec<Option<String>> {
+        use sqlx::Row;
+        let mut conn = self.conn.lock().await;
+        sqlx::query(sql)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|row| row.try_get::<Option<String>, _>(0).expect("a text column"))
+            .collect()
+    }
+
+    /// One text value.
+    pub async fn value(&self, sql: &str) -> String {
+        self.column(sql)
+            .await
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_else(|| panic!("{sql}: no value"))
+    }
+
+    pub async fn customer(&self, ban: &str, status: &str) {
+        self.execute(&format!(
+            "INSERT INTO accounts.customers (ban, name, status) VALUES ('{ban}', 'customer {ban}', '{status}')"
+        ))
+        .await;
+    }
+
+    /// A trunk group of `ban`; returns its id.
+    pub async fn trunk_group(&self, ban: &str, name: &str) -> i64 {
+        self.value(&format!(
+            "INSERT INTO accounts.trunk_groups (customer_ban, name) VALUES ('{ban}', '{name}') RETURNING id::text"
+        ))
+        .await
+        .parse()
+        .expect("an id")
+    }
+
+    /// A trunk IP on `trunk_group` (any port, any proto); returns its id.
+    pub async fn trunk_ip(&self, trunk_group: i64, ip: &str) -> String {
+        self.value(&format!(
+            "INSERT INTO accounts.trunk_ips (trunk_group_id, ip) VALUES ({trunk_group}, '{ip}') RETURNING id::text"
+        ))
+        .await
+    }
+
+    /// The `[acl.postgres]` section for this database (`url` may point elsewhere, e.g. a relay).
+    pub fn section(url: &str) -> String {
+        format!(
+            "\n[acl.postgres]\nurl = \"{url}\"\nreload_interval_ms = 60000\nconnect_timeout_ms = 500\n"
+        )
+    }
+
+    /// This database's URL through another address (a [`TcpRelay`], a closed port).
+    pub fn url_via(&self, address: SocketAddr) -> String {
+        format!("postgres://postgres@{address}/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let server = pg_server();
+        // Drop is synchronous and may run inside a runtime: drop the database from a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) =
+                    sqlx::PgConnection::connect(&format!("{server}/postgres")).await
+                {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A key prefix and pub/sub channel of its own on the test Redis; its keys are deleted on
+/// drop.
+pub struct TestRedis {
+    pub prefix: String,
+    pub channel: String,
+    client: redis::Client,
+}
+
+impl TestRedis {
+    pub fn new() -> TestRedis {
+        let name = unique_name("wetest");
+        TestRedis {
+            prefix: format!("{name}:"),
+            channel: format!("{name}_acl"),
+            client: redis::Client::open(redis_url()).expect("redis url"),
+        }
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        self.client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test Redis (is it running on 127.0.0.1:6379?)")
+    }
+
+    /// Writes one address row at `{prefix}{key}` (fields as given), like the platform does.
+    pub async fn hset(&self, key: &str, fields: &[(&str, &str)]) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("{}{key}", self.prefix));
+        for (name, value) in fields {
+            cmd.arg(*name).arg(*value);
+        }
+        cmd.query_async::<()>(&mut self.conn().await)
+            .await
+            .expect("HSET");
+    }
+
+    pub async fn del(&self, key: &str) {
+        redis::cmd("DEL")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async::<()>(&mut self.conn().await)
+            .await
+            .expect("DEL");
+    }
+
+    /// Tells the edges to reload, as a writer does after a change.
+    pub async fn publish(&self) {
+        redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg("changed")
+            .query_async::<()>(&mut self.conn().await)
+            .await
+            .expect("PUBLISH");
+    }
+
+    /// Keys under the prefix (without it), sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .expect("SCAN");
+            keys.extend(found.into_iter().map(|k| k[self.prefix.len()..].to_owned()));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    pub async fn hgetall(&self, key: &str) -> std::collections::HashMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("HGETALL")
+    }
+
+    /// The `[acl.redis]` section for this prefix and channel (`url` may be a relay).
+    pub fn section(&self, url: &str) -> String {
+        format!(
+            "\n[acl.redis]\nurl = \"{url}\"\nkey_prefix = \"{}\"\nchannel = \"{}\"\nreload_interval_ms = 60000\nconnect_timeout_ms = 500\n",
+            self.prefix, self.channel
+        )
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(mut conn) = self.client.get_connection() else {
+            return;
+        };
+        let mut cursor: u64 = 0;
+        loop {
+            let Ok((next, keys)) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query::<(u64, Vec<String>)>(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _ = redis::cmd("DEL").arg(keys).query::<()>(&mut conn);
+            }
+            cursor = next;
+            if cursor == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// A TCP relay on loopback standing between the edge and a store, so a test can take the
+/// store away (every connection closed, new ones refused at once) and bring it back.
+pub struct TcpRelay {
+    pub address: SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpRelay {
+    pub async fn start(target: SocketAddr) -> TcpRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let address = listener.local_addr().expect("relay address");
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (open2, generation2) = (open.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !open2.load(Ordering::Acquire) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = generation2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpRelay {
+            address,
+            open,
+            generation,
+            task,
+        }
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::Release);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for TcpRelay {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("address")
+}
+
+impl TestEdgeBuilder {
+    /// Starts with the config written into `dir` (which the test keeps), so files such as a
+    /// last-known-good file can be placed beside it first.
+    pub async fn start_in(self, dir: TempDir) -> TestEdge {
+        dir.write("trunks.toml", self.trunks.text());
+        let file = dir.write("warp-edge.toml", &self.render());
+        let (config, trunks) = Config::load_all(&file).expect("test config is valid");
+        let edge = edge::start(&config, trunks)
+            .await
+            .expect("test edge starts");
+        TestEdge { edge, config, dir }
+    }
+}
+
+impl TestEdge {
+    /// The path of `name` in the edge's config dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path.join(name)
+    }
+}
+
+/// Sends OPTIONS from `pbx` until the answer is `code` (a reload has applied).
+pub async fn eventually_answers(what: &str, pbx: &mut TestPbx, code: u16) {
+    let pbx = tokio::sync::Mutex::new(pbx);
+    eventually(what, || async {
+        let response = pbx.lock().await.request(&Request::options()).await;
+        (response.code == code).then_some(())
+    })
+    .await;
+}
