@@ -128,6 +128,12 @@ async fn platform_rows_with_proto_are_enforced_per_transport() {
         .await;
     redis.publish().await;
     eventually_answers("the row now admits udp", &mut udp, 200).await;
+
+    redis
+        .del("address:entry:6f1c2a7e-8d0b-4b1e-9a55-3c0f0d1e2f35")
+        .await;
+    redis.publish().await;
+    eventually_answers("the deleted platform row is refused", &mut udp, 403).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
