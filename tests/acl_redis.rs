@@ -209,7 +209,7 @@ async fn lost_redis_keeps_the_snapshot_then_catches_up() {
             &kamailio_row("1", "127.0.0.39", "0", "900009"),
         )
         .await;
-    let relay = TcpRelay::start("127.0.0.1:6379".parse().unwrap()).await;
+    let relay = TcpRelay::start(support::redis_socket()).await;
     let edge = edge_on(&redis, &format!("redis://{}/", relay.address), "").await;
     let mut pbx = TestPbx::udp(host(39), edge.udp()).await;
     let mut newcomer = TestPbx::udp(host(40), edge.udp()).await;
