@@ -283,6 +283,21 @@ fn summary(config: &Config, trunks: &TrunksFile, snapshot: &Snapshot) -> String 
         config.acl.group,
         counts.dedicated_ips
     );
+    let sources = &config.acl.sources;
+    if !sources.is_file_only() {
+        let names: Vec<&str> = sources.enabled.iter().map(|k| k.as_str()).collect();
+        let how = match (sources.combine, sources.primary) {
+            (crate::config::Combine::Primary, Some(primary)) => {
+                format!("primary {}, the others as fallback", primary.as_str())
+            }
+            _ => "union".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "acl sources: {} ({how}); the stores are not contacted by check",
+            names.join(", ")
+        );
+    }
     if trunks.disabled_entries > 0 || counts.skipped_other_group > 0 {
         let _ = writeln!(
             out,

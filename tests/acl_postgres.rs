@@ -253,7 +253,7 @@ async fn suspended_customer_gets_403_and_reactivated_is_allowed() {
 async fn lost_database_keeps_the_snapshot_then_catches_up() {
     let (db, trunk) = customer_db().await;
     db.trunk_ip(trunk, "127.0.0.23").await;
-    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let relay = TcpRelay::start(support::pg_socket()).await;
     let edge = edge_on(&db.url_via(relay.address)).await;
     let mut pbx = TestPbx::udp(host(23), edge.udp()).await;
     let mut newcomer = TestPbx::udp(host(24), edge.udp()).await;

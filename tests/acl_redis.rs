@@ -128,6 +128,12 @@ async fn platform_rows_with_proto_are_enforced_per_transport() {
         .await;
     redis.publish().await;
     eventually_answers("the row now admits udp", &mut udp, 200).await;
+
+    redis
+        .del("address:entry:6f1c2a7e-8d0b-4b1e-9a55-3c0f0d1e2f35")
+        .await;
+    redis.publish().await;
+    eventually_answers("the deleted platform row is refused", &mut udp, 403).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +209,7 @@ async fn lost_redis_keeps_the_snapshot_then_catches_up() {
             &kamailio_row("1", "127.0.0.39", "0", "900009"),
         )
         .await;
-    let relay = TcpRelay::start("127.0.0.1:6379".parse().unwrap()).await;
+    let relay = TcpRelay::start(support::redis_socket()).await;
     let edge = edge_on(&redis, &format!("redis://{}/", relay.address), "").await;
     let mut pbx = TestPbx::udp(host(39), edge.udp()).await;
     let mut newcomer = TestPbx::udp(host(40), edge.udp()).await;

@@ -230,7 +230,7 @@ async fn primary_postgres_falls_back_to_redis_while_it_is_down() {
             )
             .await;
     }
-    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let relay = TcpRelay::start(support::pg_socket()).await;
     let edge = TestEdge::builder()
         .acl("sources = [\"postgres\", \"redis\"]")
         .acl("combine = \"primary\"")
@@ -268,7 +268,7 @@ async fn readyz_waits_for_a_snapshot() {
     db.customer("140014", "active").await;
     let trunk = db.trunk_group("140014", "main").await;
     db.trunk_ip(trunk, "127.0.0.65").await;
-    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let relay = TcpRelay::start(support::pg_socket()).await;
     relay.cut();
     let edge = TestEdge::builder()
         .acl("sources = [\"postgres\"]")

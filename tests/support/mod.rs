@@ -1098,7 +1098,14 @@ impl TestDb {
 
     /// This database's URL through another address (a [`TcpRelay`], a closed port).
     pub fn url_via(&self, address: SocketAddr) -> String {
-        format!("postgres://postgres@{address}/{}", self.name)
+        let server = pg_server();
+        let rest = server.split_once("://").map_or(server.as_str(), |(_, r)| r);
+        let user = rest
+            .split('/')
+            .next()
+            .and_then(|authority| authority.rsplit_once('@'))
+            .map_or(String::new(), |(user, _)| format!("{user}@"));
+        format!("postgres://{user}{address}/{}", self.name)
     }
 }
 
@@ -1354,4 +1361,27 @@ pub async fn eventually_answers(what: &str, pbx: &mut TestPbx, code: u16) {
         (response.code == code).then_some(())
     })
     .await;
+}
+
+/// `host:port` of a `scheme://[user@]host:port[/...]` URL, for a [`TcpRelay`] in front of it.
+fn socket_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("{url}: no host:port"))
+}
+
+/// The test PostgreSQL server's address ([`pg_server`]).
+pub fn pg_socket() -> SocketAddr {
+    socket_of(&pg_server())
+}
+
+/// The test Redis server's address ([`redis_url`]).
+pub fn redis_socket() -> SocketAddr {
+    socket_of(&redis_url())
 }
