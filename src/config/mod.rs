@@ -263,7 +263,7 @@ fn default_sockets() -> usize {
     1
 }
 fn default_receivers() -> usize {
-    2
+    1
 }
 
 impl Default for UdpFile {
@@ -337,8 +337,9 @@ pub struct TcpConfig {
 pub struct UdpConfig {
     pub receive_buffer_bytes: usize,
     pub sockets_per_listener: usize,
-    /// Tasks receiving from each UDP socket (listeners and egress): more than one lets one
-    /// busy peer's datagrams be worked on by several cores, as Kamailio's UDP children do.
+    /// Tasks receiving from each UDP socket (listeners and egress). More than one lets one
+    /// busy peer's datagrams be worked on by several cores, as Kamailio's UDP children do,
+    /// but every datagram then wakes every waiting task; 1 measured no worse (BENCHMARKS.md).
     pub receivers_per_socket: usize,
 }
 
