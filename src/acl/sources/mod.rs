@@ -353,6 +353,42 @@ impl Combiner {
     }
 }
 
+/// Runs one store load under [`LOAD_TIMEOUT`] and reports it to the combiner. Returns
+/// `false` when the failure says the connection is unusable (the source then reconnects).
+pub(crate) async fn load_and_report<E: std::fmt::Display>(
+    kind: SourceKind,
+    events: &UnboundedSender<SourceEvent>,
+    load: impl std::future::Future<Output = Result<RuleSet, E>>,
+    timed_out: impl FnOnce(Duration) -> E,
+    is_connection: impl FnOnce(&E) -> bool,
+) -> bool {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(LOAD_TIMEOUT)),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(rules) => {
+            let _ = events.send(SourceEvent::Loaded {
+                kind,
+                rules,
+                seconds,
+            });
+            true
+        }
+        Err(error) => {
+            let connection = is_connection(&error);
+            let _ = events.send(SourceEvent::Failed {
+                kind,
+                error: error.to_string(),
+                seconds,
+            });
+            !connection
+        }
+    }
+}
+
 // === the ACL thread ===
 
 /// Polls the trunks file for the combiner (the file-only edge uses

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Acquire, Postgres, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{Backoff, SourceEvent, LOAD_TIMEOUT};
+use super::{load_and_report, Backoff, SourceEvent};
 use crate::acl::rules::{
     AclEntry, AuthType, Customer, CustomerStatus, DedicatedIp, Proto, RuleSet, TrunkGroup,
 };
@@ -252,31 +252,14 @@ async fn reload(
     group: u32,
     events: &UnboundedSender<SourceEvent>,
 ) -> bool {
-    let started = Instant::now();
-    let result = match tokio::time::timeout(LOAD_TIMEOUT, load(&mut *listener, group)).await {
-        Ok(result) => result,
-        Err(_) => Err(PostgresError::Timeout(LOAD_TIMEOUT)),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    match result {
-        Ok(rules) => {
-            let _ = events.send(SourceEvent::Loaded {
-                kind: SourceKind::Postgres,
-                rules,
-                seconds,
-            });
-            true
-        }
-        Err(error) => {
-            let connection = error.is_connection();
-            let _ = events.send(SourceEvent::Failed {
-                kind: SourceKind::Postgres,
-                error: error.to_string(),
-                seconds,
-            });
-            !connection
-        }
-    }
+    load_and_report(
+        SourceKind::Postgres,
+        events,
+        load(&mut *listener, group),
+        PostgresError::Timeout,
+        PostgresError::is_connection,
+    )
+    .await
 }
 
 /// Runs the source until the task is dropped: connect, `LISTEN`, load, then reload on every

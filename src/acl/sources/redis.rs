@@ -28,7 +28,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{Backoff, SourceEvent, LOAD_TIMEOUT};
+use super::{load_and_report, Backoff, SourceEvent, LOAD_TIMEOUT};
 use crate::acl::rules::{AclEntry, Proto, RuleSet};
 use crate::config::{redact_url, RedisConfig, SourceKind};
 
@@ -247,36 +247,14 @@ async fn reload(
     config: &RedisConfig,
     events: &UnboundedSender<SourceEvent>,
 ) -> bool {
-    let started = Instant::now();
-    let result = match tokio::time::timeout(
-        LOAD_TIMEOUT,
+    load_and_report(
+        SourceKind::Redis,
+        events,
         load(conn, &config.key_prefix, config.scan_count),
+        RedisSourceError::Timeout,
+        RedisSourceError::is_connection,
     )
     .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(RedisSourceError::Timeout(LOAD_TIMEOUT)),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    match result {
-        Ok(rules) => {
-            let _ = events.send(SourceEvent::Loaded {
-                kind: SourceKind::Redis,
-                rules,
-                seconds,
-            });
-            true
-        }
-        Err(error) => {
-            let connection = error.is_connection();
-            let _ = events.send(SourceEvent::Failed {
-                kind: SourceKind::Redis,
-                error: error.to_string(),
-                seconds,
-            });
-            !connection
-        }
-    }
 }
 
 /// Runs the source until the task is dropped: connect (a command connection and a pub/sub
