@@ -253,13 +253,9 @@ impl Txn {
             })
     }
 
-    fn reply_face(&self) -> Face {
-        self.inbound.face()
-    }
-
     fn upstream(&self, bytes: Bytes) -> Send {
         Send {
-            face: self.reply_face(),
+            face: self.inbound.face(),
             to: self.reply_to,
             transport: self.inbound.transport,
             bytes,
@@ -414,10 +410,6 @@ impl Forwarder {
             stats,
             probes: Mutex::new(probes),
         }
-    }
-
-    pub fn routes(&self) -> &Arc<RouteTable> {
-        &self.routes
     }
 
     /// Stop taking new calls (SIGTERM): new INVITEs get 503 with Retry-After; everything in
