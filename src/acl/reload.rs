@@ -49,13 +49,13 @@ pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet
 
 /// What identifies a version of the file without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
+struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-pub(crate) fn stamp(file: &Path) -> Option<Stamp> {
+fn stamp(file: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).ok()?;
     Some(Stamp {
@@ -63,6 +63,43 @@ pub(crate) fn stamp(file: &Path) -> Option<Stamp> {
         len: meta.len(),
         inode: meta.ino(),
     })
+}
+
+/// Polls a file's stamp on a fixed interval and wakes its owner when the stamp changes
+/// (edited, replaced, removed). The first poll always counts as a change, so an edit made
+/// between the initial load and the first poll is not lost.
+pub(crate) struct FileWatch {
+    file: PathBuf,
+    last: Option<Option<Stamp>>,
+    ticker: tokio::time::Interval,
+}
+
+impl FileWatch {
+    pub(crate) fn new(file: PathBuf, interval: Duration) -> FileWatch {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        FileWatch {
+            file,
+            last: None,
+            ticker,
+        }
+    }
+
+    pub(crate) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Waits for the next change: `true` when the file is there, `false` when it is gone.
+    pub(crate) async fn changed(&mut self) -> bool {
+        loop {
+            self.ticker.tick().await;
+            let now = stamp(&self.file);
+            if self.last != Some(now) {
+                self.last = Some(now);
+                return now.is_some();
+            }
+        }
+    }
 }
 
 /// Rebuilds from the file once unless it says what `current` already says; on failure the
@@ -124,18 +161,10 @@ pub async fn watch_file(
     acl: Arc<Acl>,
     metrics: Arc<Metrics>,
 ) {
-    let mut last: Option<Option<Stamp>> = None;
     let mut current = Arc::new(loaded);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = FileWatch::new(file.clone(), interval);
     loop {
-        ticker.tick().await;
-        let now = stamp(&file);
-        if last == Some(now) {
-            continue;
-        }
-        last = Some(now);
-        if now.is_none() {
+        if !watch.changed().await {
             metrics.acl_reload(FILE_SOURCE, false, 0.0);
             tracing::warn!(acl.source = FILE_SOURCE, file = %file.display(), "trunks file is gone; the previous snapshot stays in force");
             continue;

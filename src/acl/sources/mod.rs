@@ -30,7 +30,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::reload::{publish, stamp, watch_file, FILE_SOURCE};
+use super::reload::{publish, watch_file, FileWatch, FILE_SOURCE};
 use super::{Acl, AclError, RuleSet, Snapshot};
 use crate::config::{load_trunks, Combine, Config, SourceKind, SourcesConfig, TrunksFile};
 use crate::telemetry::{AclSourceMetrics, Metrics};
@@ -395,21 +395,14 @@ pub(crate) async fn load_and_report<E: std::fmt::Display>(
 /// [`super::reload::watch_file`] instead). The first poll always reads the file.
 async fn poll_file(file: PathBuf, interval: Duration, events: UnboundedSender<SourceEvent>) {
     let kind = SourceKind::File;
-    let mut last = None;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = FileWatch::new(file, interval);
     loop {
-        ticker.tick().await;
-        let now = stamp(&file);
-        if last == Some(now) {
-            continue;
-        }
-        last = Some(now);
+        let present = watch.changed().await;
         let started = Instant::now();
-        let event = match now.map(|_| load_trunks(&file)) {
+        let event = match present.then(|| load_trunks(watch.file())) {
             None => SourceEvent::Failed {
                 kind,
-                error: format!("{}: the trunks file is gone", file.display()),
+                error: format!("{}: the trunks file is gone", watch.file().display()),
                 seconds: 0.0,
             },
             Some(Ok(trunks)) => SourceEvent::Loaded {
