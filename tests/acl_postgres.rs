@@ -80,17 +80,31 @@ async fn migrations_apply_on_an_empty_database_and_again_as_a_no_op() {
     assert_eq!(
         db.value("SELECT count(*)::text FROM _sqlx_migrations")
             .await,
-        "1",
-        "applied once"
+        warp_edge::acl::sources::postgres::MIGRATOR
+            .iter()
+            .count()
+            .to_string(),
+        "each migration applied once"
     );
-    // Every table notifies: one trigger per table.
-    assert_eq!(
-        db.value(
-            "SELECT count(DISTINCT event_object_table)::text FROM information_schema.triggers \
-             WHERE trigger_schema = 'accounts' AND trigger_name = 'warp_edge_notify'"
+    // Every table notifies on insert, update and delete: the small tables per statement with
+    // their name (migration 1), the big ones with the changed rows' ids (migration 2).
+    let notifying = |trigger: &str| {
+        format!(
+            "SELECT string_agg(DISTINCT event_object_table || ' ' || event_manipulation, ',' \
+               ORDER BY event_object_table || ' ' || event_manipulation) \
+             FROM information_schema.triggers \
+             WHERE trigger_schema = 'accounts' AND trigger_name LIKE '{trigger}'"
         )
-        .await,
-        "4"
+    };
+    assert_eq!(
+        db.value(&notifying("warp_edge_notify")).await,
+        "customers DELETE,customers INSERT,customers UPDATE,\
+         trunk_groups DELETE,trunk_groups INSERT,trunk_groups UPDATE"
+    );
+    assert_eq!(
+        db.value(&notifying("warp_edge_notify\\_%")).await,
+        "customer_dedicated_ips DELETE,customer_dedicated_ips INSERT,customer_dedicated_ips UPDATE,\
+         trunk_ips DELETE,trunk_ips INSERT,trunk_ips UPDATE"
     );
     // A bad URL is a usage error (64); an unreachable server is not.
     let out = migrate("mysql://root@127.0.0.1/x".to_owned());
@@ -178,6 +192,127 @@ async fn lookup_functions_pick_the_longest_enabled_match() {
     assert_eq!(db.value(&by_dest("198.51.100.7")).await, "300003 eip-1");
     assert!(db.column(&by_dest("198.51.100.8")).await.is_empty());
     assert!(db.column(&by_dest("198.51.100.9")).await.is_empty());
+}
+
+// === deltas ===
+
+/// Listens on the edge's channel and on a fence channel of its own: after a change, the fence
+/// notification arrives behind every notification the change sent (PostgreSQL delivers them
+/// in commit order), so the change's payloads are known exactly.
+struct Notices {
+    listener: sqlx::postgres::PgListener,
+    fences: u64,
+}
+
+impl Notices {
+    async fn new(db: &TestDb) -> Notices {
+        let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+        listener
+            .listen_all(["warp_edge_acl", "test_fence"])
+            .await
+            .unwrap();
+        Notices {
+            listener,
+            fences: 0,
+        }
+    }
+
+    /// Runs `sql` and returns the change its notifications ask for.
+    async fn after(&mut self, db: &TestDb, sql: &str) -> (postgres::Change, Vec<String>) {
+        db.execute(sql).await;
+        self.fences += 1;
+        db.execute(&format!("NOTIFY test_fence, '{}'", self.fences))
+            .await;
+        let mut change = postgres::Change::default();
+        let mut payloads = Vec::new();
+        loop {
+            let notice = self.listener.recv().await.unwrap();
+            if notice.channel() == "test_fence" {
+                assert_eq!(notice.payload(), self.fences.to_string());
+                return (change, payloads);
+            }
+            change.note(notice.payload());
+            payloads.push(notice.payload().to_owned());
+        }
+    }
+}
+
+use warp_edge::acl::sources::postgres;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deltas_converge_on_what_a_full_load_reads() {
+    use sqlx::Connection;
+    let (db, trunk) = customer_db().await;
+    db.customer("400004", "active").await;
+    db.trunk_ip(trunk, "10.0.0.1").await;
+    db.execute(
+        "INSERT INTO accounts.customer_dedicated_ips (customer_ban, ip) VALUES ('300003', '10.9.0.1')",
+    )
+    .await;
+    let mut notices = Notices::new(&db).await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut mirror = None;
+    postgres::refresh(&mut conn, 1, &mut mirror, &postgres::Change::full())
+        .await
+        .unwrap();
+
+    let one = |ip: &str| format!("(SELECT id FROM accounts.trunk_ips WHERE ip = '{ip}')");
+    // (the change, whether it must be a delta)
+    let steps: Vec<(String, bool)> = vec![
+        (format!("INSERT INTO accounts.trunk_ips (trunk_group_id, ip, port) VALUES \
+                  ({trunk}, '10.0.0.2', 0), ({trunk}, '10.0.1.0/24', 5060), ({trunk}, '2001:db8::/64', 0)"), true),
+        (format!("UPDATE accounts.trunk_ips SET ip = '10.0.0.3' WHERE id = {}", one("10.0.0.2")), true),
+        (format!("UPDATE accounts.trunk_ips SET enabled = false WHERE id = {}", one("10.0.0.1")), true),
+        (format!("UPDATE accounts.trunk_ips SET enabled = true, description = 'pbx 1' WHERE id = {}", one("10.0.0.1")), true),
+        (format!("DELETE FROM accounts.trunk_ips WHERE id = {}", one("10.0.0.3")), true),
+        (format!("UPDATE accounts.trunk_ips SET id = gen_random_uuid() WHERE id = {}", one("10.0.1.0/24")), true),
+        // A new trunk group and its first IP in one transaction.
+        ("BEGIN; \
+          INSERT INTO accounts.trunk_groups (id, customer_ban, name) VALUES (900, '400004', 'new'); \
+          INSERT INTO accounts.trunk_ips (trunk_group_id, ip) VALUES (900, '10.4.0.1'); \
+          COMMIT;".to_owned(), true),
+        // The group moves to another customer: its IPs' BAN changes with no trunk_ips row touched.
+        ("UPDATE accounts.trunk_groups SET customer_ban = '300003' WHERE id = 900".to_owned(), true),
+        ("UPDATE accounts.customers SET status = 'suspended' WHERE ban = '400004'".to_owned(), true),
+        ("INSERT INTO accounts.customer_dedicated_ips (customer_ban, ip, resource_name) \
+          VALUES ('400004', '10.9.0.2', 'eip')".to_owned(), true),
+        ("UPDATE accounts.customer_dedicated_ips SET customer_ban = '400004' WHERE ip = '10.9.0.1'".to_owned(), true),
+        ("DELETE FROM accounts.customer_dedicated_ips WHERE ip = '10.9.0.2'".to_owned(), true),
+        // Deleting a group cascades to its IPs.
+        ("DELETE FROM accounts.trunk_groups WHERE id = 900".to_owned(), true),
+        // More than 100 rows in one statement, and TRUNCATE: everything is read again.
+        (format!("INSERT INTO accounts.trunk_ips (trunk_group_id, ip) \
+                  SELECT {trunk}, '11.0.0.0'::inet + n FROM generate_series(1, 150) AS n"), false),
+        ("TRUNCATE accounts.customer_dedicated_ips".to_owned(), false),
+        (format!("DELETE FROM accounts.trunk_ips WHERE ip << '11.0.0.0/8' AND ip < '11.0.0.50'"), true),
+    ];
+    for (sql, delta) in &steps {
+        let (change, payloads) = notices.after(&db, sql).await;
+        assert!(!payloads.is_empty(), "{sql}: notified nothing");
+        assert_eq!(!change.is_full(), *delta, "{sql}: {payloads:?}");
+        postgres::refresh(&mut conn, 1, &mut mirror, &change)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let fresh = postgres::load(&mut conn, 1).await.unwrap();
+        let applied = mirror.as_ref().unwrap().rules();
+        assert_eq!(applied, &fresh, "{sql}: {payloads:?}");
+    }
+    let rules = mirror.as_ref().unwrap().rules();
+    assert_eq!(
+        rules.entries.len(),
+        3 + 101,
+        "10.0.0.1, the /24, the /64, 11.0.0.50-150"
+    );
+    assert!(rules.dedicated_ips.is_empty());
+
+    // A delta the database refuses changes nothing (the source then reloads everything).
+    let before = mirror.as_ref().unwrap().rules().clone();
+    let mut bad = postgres::Change::default();
+    bad.note("trunk_ips:not-a-uuid");
+    assert!(postgres::refresh(&mut conn, 1, &mut mirror, &bad)
+        .await
+        .is_err());
+    assert_eq!(mirror.as_ref().unwrap().rules(), &before);
 }
 
 // === the edge follows the database ===
