@@ -284,7 +284,7 @@ async fn deltas_converge_on_what_a_full_load_reads() {
         (format!("INSERT INTO accounts.trunk_ips (trunk_group_id, ip) \
                   SELECT {trunk}, '11.0.0.0'::inet + n FROM generate_series(1, 150) AS n"), false),
         ("TRUNCATE accounts.customer_dedicated_ips".to_owned(), false),
-        (format!("DELETE FROM accounts.trunk_ips WHERE ip << '11.0.0.0/8' AND ip < '11.0.0.50'"), true),
+        ("DELETE FROM accounts.trunk_ips WHERE ip << '11.0.0.0/8' AND ip < '11.0.0.50'".to_owned(), true),
     ];
     for (sql, delta) in &steps {
         let (change, payloads) = notices.after(&db, sql).await;
