@@ -17,6 +17,7 @@
 use std::cell::OnceCell;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -286,7 +287,8 @@ where
     let snapshot = || {
         snapshot.get_or_init(|| {
             let rules = rule_set(&prefixes, &v6);
-            let snapshot = Snapshot::<S>::build_with(&rules, 1).expect("bench rules build");
+            let snapshot =
+                Snapshot::<S>::build_with(Arc::new(rules), 1).expect("bench rules build");
             let known = |a| snapshot.decide(&request(IpAddr::V4(a))) != UNKNOWN;
             let misses = v4_misses(known, seed ^ 0x5a5a);
             (snapshot, misses)
@@ -321,9 +323,9 @@ where
     }
 }
 
-fn build<T: LpmTable<PrefixSlot>>(c: &mut Criterion, rules: &RuleSet) {
+fn build<T: LpmTable<PrefixSlot>>(c: &mut Criterion, rules: &Arc<RuleSet>) {
     c.bench_function(&format!("build/{}/100k", T::NAME), |b| {
-        b.iter_with_large_drop(|| Snapshot::<T>::build_with(black_box(rules), 1))
+        b.iter_with_large_drop(|| Snapshot::<T>::build_with(black_box(rules.clone()), 1))
     });
 }
 
@@ -350,7 +352,7 @@ fn acl(c: &mut Criterion) {
         lookups::<IpNetworkTableLpm<u32>, IpNetworkTableLpm<PrefixSlot>>(c, size, label);
         lookups::<PrefixTrieLpm<u32>, PrefixTrieLpm<PrefixSlot>>(c, size, label);
     }
-    let rules = rule_set(&v4_prefixes(100_000, 0xb111d), &[]);
+    let rules = Arc::new(rule_set(&v4_prefixes(100_000, 0xb111d), &[]));
     build::<IpNetworkTableLpm<PrefixSlot>>(c, &rules);
     build::<PrefixTrieLpm<PrefixSlot>>(c, &rules);
 }

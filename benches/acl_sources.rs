@@ -222,7 +222,7 @@ async fn reload(entries: u64, runs: u64) {
         let t0 = Instant::now();
         let rules = postgres::load(&mut db.conn, 1).await.expect("load");
         let t1 = Instant::now();
-        let snapshot = Snapshot::build(&rules, 1).expect("build");
+        let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
         let t2 = Instant::now();
         publish(&acl, &metrics, snapshot, &rules);
         let t3 = Instant::now();
@@ -301,7 +301,7 @@ async fn reload(entries: u64, runs: u64) {
             .await
             .expect("load");
         let t1 = Instant::now();
-        let snapshot = Snapshot::build(&rules, 1).expect("build");
+        let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
         let t2 = Instant::now();
         publish(&acl, &metrics, snapshot, &rules);
         let t3 = Instant::now();

@@ -102,7 +102,9 @@ fn core() -> Core {
         retry_after_secs: 30,
     };
     let forwarder = Forwarder::new(settings, routes, metrics.clone());
-    let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
+    let acl = Arc::new(Acl::new(
+        Snapshot::build(Arc::new(rules.clone()), 1).unwrap(),
+    ));
     let core_settings = CoreSettings {
         limits: Limits::default(),
         deny_action: DenyAction::Reject,

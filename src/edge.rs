@@ -88,7 +88,7 @@ impl Edge {
 
 /// The snapshot the config's trunks file builds, with a failure named after that file.
 pub fn build_snapshot(config: &Config, trunks: &TrunksFile) -> Result<Snapshot, StartError> {
-    Snapshot::build(&trunks.rules, config.acl.group).map_err(|source| StartError::Acl {
+    Snapshot::build(trunks.rules.clone(), config.acl.group).map_err(|source| StartError::Acl {
         file: config.acl.trunks_file.display().to_string(),
         source: Box::new(source),
     })

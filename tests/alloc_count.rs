@@ -277,7 +277,7 @@ fn acl_decisions_allocate_nothing() {
             ban: "1".to_owned(),
         }],
     };
-    let snapshot = Snapshot::build(&rules, 1).expect("builds");
+    let snapshot = Snapshot::build(std::sync::Arc::new(rules), 1).expect("builds");
     let requests: Vec<AclRequest> = [
         ("192.0.2.10:5060", "198.51.100.1"),
         ("192.0.2.7:5060", "198.51.100.1"),

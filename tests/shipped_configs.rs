@@ -20,7 +20,7 @@ fn every_shipped_edge_config_loads_with_its_trunks_file() {
             let path = entry.expect("entry").path();
             if path.file_name().is_some_and(|n| n == "warp-edge.toml") {
                 let (config, trunks) = Config::load_all(&path).unwrap_or_else(|e| panic!("{e}"));
-                Snapshot::build(&trunks.rules, config.acl.group)
+                Snapshot::build(trunks.rules.clone(), config.acl.group)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 seen += 1;
             }
@@ -42,7 +42,7 @@ fn quick_start_config_is_what_readme_says() {
         .iter()
         .any(|l| l.transport == ListenerTransport::Tcp && l.address == addr));
     assert_eq!(config.admin, "127.0.0.1:9090".parse().unwrap());
-    let snapshot = Snapshot::build(&trunks.rules, config.acl.group).expect("builds");
+    let snapshot = Snapshot::build(trunks.rules.clone(), config.acl.group).expect("builds");
     let decide = |source: &str| {
         let request = AclRequest {
             source: source.parse().unwrap(),

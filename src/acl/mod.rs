@@ -100,7 +100,7 @@ mod tests {
             }],
             ..RuleSet::default()
         };
-        acl.store(Snapshot::build(&rules, 1).unwrap());
+        acl.store(Snapshot::build(Arc::new(rules.clone()), 1).unwrap());
         assert_eq!(
             acl.load().decide(&request),
             Decision::Allow {

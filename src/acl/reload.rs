@@ -110,19 +110,20 @@ pub fn reload_file(
     current: &RuleSet,
     acl: &Acl,
     metrics: &Metrics,
-) -> Result<Option<RuleSet>, ReloadError> {
+) -> Result<Option<Arc<RuleSet>>, ReloadError> {
     let started = Instant::now();
     let result = load_trunks(file)
         .map_err(ReloadError::from)
         .and_then(|trunks| {
-            if trunks.rules == *current {
+            if *trunks.rules == *current {
                 return Ok(None);
             }
-            let snapshot =
-                Snapshot::build(&trunks.rules, group).map_err(|source| ReloadError::Acl {
+            let snapshot = Snapshot::build(trunks.rules.clone(), group).map_err(|source| {
+                ReloadError::Acl {
                     file: file.to_owned(),
                     source: Box::new(source),
-                })?;
+                }
+            })?;
             Ok(Some((snapshot, trunks.rules)))
         });
     let seconds = started.elapsed().as_secs_f64();
@@ -157,11 +158,11 @@ pub async fn watch_file(
     file: PathBuf,
     group: u32,
     interval: Duration,
-    loaded: RuleSet,
+    loaded: Arc<RuleSet>,
     acl: Arc<Acl>,
     metrics: Arc<Metrics>,
 ) {
-    let mut current = Arc::new(loaded);
+    let mut current = loaded;
     let mut watch = FileWatch::new(file.clone(), interval);
     loop {
         if !watch.changed().await {
@@ -177,7 +178,7 @@ pub async fn watch_file(
         })
         .await;
         if let Ok(Ok(Some(rules))) = reloaded {
-            current = Arc::new(rules);
+            current = rules;
         }
     }
 }

@@ -188,8 +188,8 @@ pub struct PrefixSlot {
     parent: u32,
 }
 
-/// An entry as the hot path needs it: deciding reads nothing else. Its origin sits at the
-/// same index in `origins`.
+/// An entry as the hot path needs it: deciding reads nothing else. Its place in the rule set
+/// (for its origin) sits at the same index in `positions`.
 #[derive(Clone, Debug)]
 struct CompiledEntry {
     ban: Arc<str>,
@@ -225,7 +225,10 @@ pub struct Snapshot<T = DefaultLpm<PrefixSlot>> {
     /// The prefix of each node, kept apart from the hot `nodes`.
     networks: Vec<IpNet>,
     entries: Vec<CompiledEntry>,
-    origins: Vec<String>,
+    /// Each entry's index in `rules.entries`: origins are read from the rule set the snapshot
+    /// was built from, not copied (100k strings were a third of a build).
+    positions: Vec<u32>,
+    rules: Arc<RuleSet>,
     customers: Vec<CustomerRow>,
     /// Sorted by `ip` for binary search.
     dedicated: Vec<DedicatedRow>,
@@ -254,8 +257,9 @@ enum Winner {
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Compiles `rules` for the edge's `group` (Kamailio's `grp`, default 1).
-    pub fn build(rules: &RuleSet, group: u32) -> Result<Snapshot, AclError> {
+    /// Compiles `rules` for the edge's `group` (Kamailio's `grp`, default 1). The snapshot keeps
+    /// `rules` (shared, not copied) for the origins `acl explain` shows.
+    pub fn build(rules: Arc<RuleSet>, group: u32) -> Result<Snapshot, AclError> {
         Snapshot::build_with(rules, group)
     }
 
@@ -267,13 +271,14 @@ impl Snapshot {
 
 impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
     /// [`Snapshot::build`] over a chosen table backend (for the benchmarks).
-    pub fn build_with(rules: &RuleSet, group: u32) -> Result<Snapshot<T>, AclError> {
-        let mut snapshot = Builder::new(rules, group)?.finish()?;
+    pub fn build_with(rules: Arc<RuleSet>, group: u32) -> Result<Snapshot<T>, AclError> {
+        let mut snapshot = Builder::new(&rules, group)?.finish()?;
         snapshot.trunk_routes = rules
             .trunk_groups
             .iter()
             .filter_map(|t| Some((t.id, Arc::from(t.route.as_deref()?))))
             .collect();
+        snapshot.rules = rules;
         Ok(snapshot)
     }
 
@@ -289,7 +294,8 @@ impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
             nodes: Vec::new(),
             networks: Vec::new(),
             entries: Vec::new(),
-            origins: Vec::new(),
+            positions: Vec::new(),
+            rules: Arc::default(),
             customers: Vec::new(),
             dedicated: Vec::new(),
             counts: Counts::default(),
@@ -463,7 +469,11 @@ impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
         let compiled = self.entries.get(entry);
         let customer = compiled.map_or(u32::MAX, |e| e.customer);
         RuleView {
-            origin: self.origins.get(entry).map_or("", String::as_str),
+            origin: self
+                .positions
+                .get(entry)
+                .and_then(|&p| self.rules.entries.get(p as usize))
+                .map_or("", |e| e.origin.as_str()),
             network: self
                 .networks
                 .get(node)
@@ -533,10 +543,26 @@ fn canonical_net(net: IpNet) -> IpNet {
 /// An entry of the edge's group, before it is sorted onto its prefix.
 struct Staged {
     net: IpNet,
-    /// Sort key: family, address bits, prefix length, then preference.
-    key: (bool, u128, u8, bool, bool, u32),
-    compiled: CompiledEntry,
-    position: usize,
+    customer: u32,
+    trunk: Option<i64>,
+    trunk_enabled: bool,
+    port: u16,
+    proto: Proto,
+    position: u32,
+}
+
+/// What staged entries sort by, kept apart from them so the sort moves 32 bytes, not an
+/// entry: the network's address bits, then (packed) prefix length, port 0 after an exact
+/// port, `any` after an exact proto, and the staged index (input order). Containing prefixes
+/// sort before the prefixes they contain. Each family sorts on its own, IPv4 first.
+type SortKey = (u128, u64);
+
+fn sort_key(bits: u128, prefix_len: u8, any_port: bool, any_proto: bool, index: usize) -> SortKey {
+    let packed = u64::from(prefix_len) << 34
+        | u64::from(any_port) << 33
+        | u64::from(any_proto) << 32
+        | index as u64;
+    (bits, packed)
 }
 
 struct Builder<'r> {
@@ -657,6 +683,8 @@ impl<'r> Builder<'r> {
 
         // Entries of this group, validated and staged.
         let mut staged = Vec::with_capacity(rules.entries.len());
+        let mut keys4: Vec<SortKey> = Vec::with_capacity(rules.entries.len());
+        let mut keys6: Vec<SortKey> = Vec::new();
         for (position, entry) in rules.entries.iter().enumerate() {
             if entry.group == 0 {
                 return Err(AclError::EntryGroupZero {
@@ -689,42 +717,50 @@ impl<'r> Builder<'r> {
             };
             let customer = self.customer(&entry.ban);
             let net = canonical_net(entry.network);
-            let (v6, bits) = match net {
-                IpNet::V4(v4) => (false, u128::from(u32::from(v4.network()))),
-                IpNet::V6(v6) => (true, u128::from(v6.network())),
+            let (keys, bits) = match net {
+                IpNet::V4(v4) => (&mut keys4, u128::from(u32::from(v4.network()))),
+                IpNet::V6(v6) => (&mut keys6, u128::from(v6.network())),
             };
+            keys.push(sort_key(
+                bits,
+                net.prefix_len(),
+                entry.port == 0,
+                entry.proto == Proto::Any,
+                staged.len(),
+            ));
             staged.push(Staged {
                 net,
-                key: (
-                    v6,
-                    bits,
-                    net.prefix_len(),
-                    entry.port == 0,
-                    entry.proto == Proto::Any,
-                    position as u32,
-                ),
-                compiled: self.compiled(customer, entry.port, entry.proto, trunk, trunk_enabled),
-                position,
+                customer,
+                trunk,
+                trunk_enabled,
+                port: entry.port,
+                proto: entry.proto,
+                position: position as u32,
             });
         }
-        staged.sort_unstable_by_key(|s| s.key);
+        keys4.sort_unstable();
+        keys6.sort_unstable();
 
         // Group entries by prefix; find each prefix's parent with a stack (containing prefixes
         // sort before the prefixes they contain).
         let mut nodes: Vec<PrefixSlot> = Vec::new();
         let mut networks: Vec<IpNet> = Vec::new();
         let mut entries = Vec::with_capacity(staged.len());
-        let mut origins = Vec::with_capacity(staged.len());
+        let mut positions = Vec::with_capacity(staged.len());
         let mut stack: Vec<u32> = Vec::new();
-        for item in staged {
+        for (_, packed) in keys4.iter().chain(&keys6) {
+            let Some(item) = staged.get(*packed as u32 as usize) else {
+                continue;
+            };
             let index = entries.len() as u32;
-            entries.push(item.compiled);
-            origins.push(
-                rules
-                    .entries
-                    .get(item.position)
-                    .map_or_else(String::new, |e| e.origin.clone()),
-            );
+            entries.push(self.compiled(
+                item.customer,
+                item.port,
+                item.proto,
+                item.trunk,
+                item.trunk_enabled,
+            ));
+            positions.push(item.position);
             match item.net {
                 IpNet::V4(_) => counts.v4_entries += 1,
                 IpNet::V6(_) => counts.v6_entries += 1,
@@ -804,7 +840,8 @@ impl<'r> Builder<'r> {
             nodes,
             networks,
             entries,
-            origins,
+            positions,
+            rules: Arc::default(),
             customers: self.customers,
             dedicated,
             counts,
@@ -1059,7 +1096,7 @@ mod tests {
     }
 
     fn build(rules: &RuleSet) -> Snapshot {
-        Snapshot::build(rules, 1).unwrap()
+        Snapshot::build(Arc::new(rules.clone()), 1).unwrap()
     }
 
     // --- longest prefix ---
@@ -1478,7 +1515,7 @@ mod tests {
         assert_eq!(snap.counts().skipped_other_group, 1);
         assert_eq!(snap.counts().v4_entries, 1);
 
-        let snap2 = Snapshot::build(&rules, 2).unwrap();
+        let snap2 = Snapshot::build(Arc::new(rules.clone()), 2).unwrap();
         assert_eq!(snap2.group(), 2);
         assert_eq!(
             snap2.decide(&req("10.0.0.1:5060", Proto::Udp)),
@@ -1489,14 +1526,14 @@ mod tests {
     #[test]
     fn group_zero_is_an_error() {
         assert_eq!(
-            Snapshot::build(&RuleSet::default(), 0).unwrap_err(),
+            Snapshot::build(Arc::default(), 0).unwrap_err(),
             AclError::GroupZero
         );
         let mut zero = entry("10.0.0.0/24", 0, Proto::Any, "a");
         zero.group = 0;
         let origin = zero.origin.clone();
         assert_eq!(
-            Snapshot::build(&entries(vec![zero]), 1).unwrap_err(),
+            Snapshot::build(Arc::new(entries(vec![zero])), 1).unwrap_err(),
             AclError::EntryGroupZero { origin }
         );
     }
@@ -1506,7 +1543,7 @@ mod tests {
         let e = trunked(entry("10.0.0.0/24", 0, Proto::Any, "a"), 9);
         let origin = e.origin.clone();
         assert_eq!(
-            Snapshot::build(&entries(vec![e]), 1).unwrap_err(),
+            Snapshot::build(Arc::new(entries(vec![e])), 1).unwrap_err(),
             AclError::UnknownTrunkGroup {
                 origin,
                 trunk_group: 9
@@ -1519,7 +1556,7 @@ mod tests {
         let mut rules = entries(vec![trunked(entry("10.0.0.0/24", 0, Proto::Any, "a"), 9)]);
         rules.trunk_groups = vec![trunk(9, "b", true)];
         assert!(matches!(
-            Snapshot::build(&rules, 1).unwrap_err(),
+            Snapshot::build(Arc::new(rules.clone()), 1).unwrap_err(),
             AclError::TrunkGroupCustomerMismatch { trunk_group: 9, .. }
         ));
     }
@@ -1530,10 +1567,10 @@ mod tests {
             trunk_groups: vec![trunk(9, "ghost", true)],
             ..RuleSet::default()
         };
-        assert!(Snapshot::build(&rules, 1).is_ok());
+        assert!(Snapshot::build(Arc::new(rules.clone()), 1).is_ok());
         rules.customers = vec![customer("real", CustomerStatus::Active)];
         assert_eq!(
-            Snapshot::build(&rules, 1).unwrap_err(),
+            Snapshot::build(Arc::new(rules.clone()), 1).unwrap_err(),
             AclError::UnknownCustomer {
                 trunk_group: 9,
                 ban: "ghost".to_owned()
@@ -1556,7 +1593,7 @@ mod tests {
             .dedicated_ips
             .push(dedicated("::ffff:203.0.113.10", "b"));
         assert!(matches!(
-            Snapshot::build(&rules, 1).unwrap_err(),
+            Snapshot::build(Arc::new(rules.clone()), 1).unwrap_err(),
             AclError::DedicatedIpConflict { ip, .. } if ip == IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))
         ));
     }
@@ -1577,7 +1614,7 @@ mod tests {
         let mut differ = same.clone();
         differ.customers[1].status = CustomerStatus::Suspended;
         assert_eq!(
-            Snapshot::build(&differ, 1).unwrap_err(),
+            Snapshot::build(Arc::new(differ.clone()), 1).unwrap_err(),
             AclError::DuplicateCustomer {
                 ban: "a".to_owned()
             }
@@ -1585,7 +1622,7 @@ mod tests {
         let mut differ = same;
         differ.trunk_groups[1].enabled = false;
         assert_eq!(
-            Snapshot::build(&differ, 1).unwrap_err(),
+            Snapshot::build(Arc::new(differ.clone()), 1).unwrap_err(),
             AclError::DuplicateTrunkGroup { trunk_group: 1 }
         );
     }
@@ -1878,7 +1915,7 @@ mod tests {
         let mut seen = [0usize; 6];
         for round in 0..30 {
             let rules = random_rules(&mut rng, 20 + round * 20);
-            let snap = Snapshot::<T>::build_with(&rules, 1).unwrap();
+            let snap = Snapshot::<T>::build_with(Arc::new(rules.clone()), 1).unwrap();
             let counts = snap.counts();
             assert_eq!(
                 counts.v4_entries + counts.v6_entries + counts.skipped_other_group,

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -131,7 +132,8 @@ struct TrunksFileRaw {
 /// A validated trunks file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunksFile {
-    pub rules: RuleSet,
+    /// Shared: the snapshot built from them keeps them for `acl explain`.
+    pub rules: Arc<RuleSet>,
     /// Vendor gateways and the routes over them.
     pub routing: Routing,
     /// Trunk IP rows present but disabled (not in `rules`).
@@ -297,7 +299,7 @@ pub fn parse_trunks(file: &Path, text: &str) -> Result<TrunksFile, ConfigError> 
     }
     let routing = parse_routing(raw.gateways, raw.routes, &invalid)?;
     Ok(TrunksFile {
-        rules,
+        rules: Arc::new(rules),
         routing,
         disabled_entries,
     })

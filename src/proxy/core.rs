@@ -489,7 +489,9 @@ mod tests {
             deny_reason_in_reply: false,
             retry_after_secs: 30,
         };
-        let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
+        let acl = Arc::new(Acl::new(
+            Snapshot::build(Arc::new(rules.clone()), 1).unwrap(),
+        ));
         (Core::new(settings, acl, metrics.clone(), None), metrics)
     }
 

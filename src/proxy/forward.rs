@@ -1703,7 +1703,9 @@ mod tests {
         let mut settings = settings;
         tune(&mut settings);
         let forwarder = Forwarder::new(settings, routes, metrics.clone());
-        let acl = Arc::new(Acl::new(Snapshot::build(&rules, 1).unwrap()));
+        let acl = Arc::new(Acl::new(
+            Snapshot::build(Arc::new(rules.clone()), 1).unwrap(),
+        ));
         let settings = CoreSettings {
             limits: Limits::default(),
             deny_action: DenyAction::Reject,

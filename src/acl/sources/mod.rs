@@ -45,10 +45,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What a source tells the combiner.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// A full load succeeded: the source's complete rules.
+    /// A load succeeded: the source's complete rules.
     Loaded {
         kind: SourceKind,
-        rules: RuleSet,
+        rules: Arc<RuleSet>,
         seconds: f64,
     },
     /// A load or a connection attempt failed; the source's last good state stays.
@@ -219,7 +219,7 @@ impl Combiner {
             }
             Arc::new(all)
         };
-        let snapshot = Snapshot::build(&combined, self.group)?;
+        let snapshot = Snapshot::build(combined.clone(), self.group)?;
         publish(&self.acl, &self.metrics, snapshot, &combined);
         let used: Vec<&str> = key.iter().map(|(k, _)| k.as_str()).collect();
         tracing::debug!(acl.sources = ?used, "acl snapshot rebuilt");
@@ -297,7 +297,7 @@ impl Combiner {
         }
     }
 
-    fn loaded(&mut self, kind: SourceKind, rules: RuleSet, seconds: f64) {
+    fn loaded(&mut self, kind: SourceKind, rules: Arc<RuleSet>, seconds: f64) {
         let group = self.group;
         let combine = self.combine;
         let Some(index) = self.slots.iter().position(|s| s.kind == kind) else {
@@ -305,7 +305,7 @@ impl Combiner {
         };
         let entries = rules.entries.len();
         let slot = &mut self.slots[index];
-        if slot.rules.as_deref() == Some(&rules) {
+        if slot.rules.as_deref() == Some(&*rules) {
             // Nothing new (a safety-net reload, or the store agrees with the LKG file).
             slot.healthy = true;
             slot.from_lkg = false;
@@ -315,7 +315,7 @@ impl Combiner {
             return;
         }
         let previous = (slot.rules.take(), slot.version, slot.from_lkg);
-        slot.rules = Some(Arc::new(rules));
+        slot.rules = Some(rules);
         slot.version += 1;
         slot.from_lkg = false;
         slot.healthy = true;
@@ -324,7 +324,7 @@ impl Combiner {
         let used = self.selection().contains(&index);
         let outcome = if !used && combine == Combine::Primary {
             let rules = self.slots[index].rules.clone().unwrap_or_default();
-            Snapshot::build(&rules, group).map(drop)
+            Snapshot::build(rules, group).map(drop)
         } else {
             self.rebuild()
         };
@@ -355,10 +355,10 @@ impl Combiner {
 
 /// Runs one store load under [`LOAD_TIMEOUT`] and reports it to the combiner. Returns
 /// `false` when the failure says the connection is unusable (the source then reconnects).
-pub(crate) async fn load_and_report<E: std::fmt::Display>(
+pub(crate) async fn load_and_report<R: Into<Arc<RuleSet>>, E: std::fmt::Display>(
     kind: SourceKind,
     events: &UnboundedSender<SourceEvent>,
-    load: impl std::future::Future<Output = Result<RuleSet, E>>,
+    load: impl std::future::Future<Output = Result<R, E>>,
     timed_out: impl FnOnce(Duration) -> E,
     is_connection: impl FnOnce(&E) -> bool,
 ) -> bool {
@@ -372,7 +372,7 @@ pub(crate) async fn load_and_report<E: std::fmt::Display>(
         Ok(rules) => {
             let _ = events.send(SourceEvent::Loaded {
                 kind,
-                rules,
+                rules: rules.into(),
                 seconds,
             });
             true
@@ -428,7 +428,7 @@ struct Plan {
     group: u32,
     trunks_file: PathBuf,
     file_interval: Duration,
-    file_rules: RuleSet,
+    file_rules: Arc<RuleSet>,
     acl: Arc<Acl>,
     metrics: Arc<Metrics>,
 }
@@ -441,7 +441,7 @@ async fn run_sources(plan: Plan, first_round: oneshot::Sender<()>, stop: oneshot
     if let Some(slot) = combiner.slot(SourceKind::File) {
         slot.metrics.reloaded(0.0, plan.file_rules.entries.len());
         slot.metrics.connected(true);
-        slot.rules = Some(Arc::new(plan.file_rules));
+        slot.rules = Some(plan.file_rules);
         slot.healthy = true;
         slot.version += 1;
     }
@@ -635,7 +635,7 @@ mod tests {
     fn loaded(kind: SourceKind, rules: RuleSet) -> SourceEvent {
         SourceEvent::Loaded {
             kind,
-            rules,
+            rules: Arc::new(rules),
             seconds: 0.0,
         }
     }

@@ -16,6 +16,7 @@
 //! beside it as their own entry points).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
@@ -507,7 +508,9 @@ async fn reload(
             }
             done => done,
         }?;
-        Ok(mirror.as_ref().map(|m| m.rules.clone()).unwrap_or_default())
+        Ok(Arc::new(
+            mirror.as_ref().map(|m| m.rules.clone()).unwrap_or_default(),
+        ))
     };
     load_and_report(
         SourceKind::Postgres,
