@@ -199,12 +199,12 @@ fn rule_set(v4: &[Ipv4Net], v6: &[Ipv6Net]) -> RuleSet {
         .map(|(i, network)| {
             let trunk = i % CUSTOMERS;
             AclEntry {
-                origin: format!("bench[{i}]"),
+                origin: format!("bench[{i}]").into(),
                 group: 1,
                 network,
                 port: if i % 10 == 0 { 5060 } else { 0 },
                 proto: if i % 7 == 0 { Proto::Udp } else { Proto::Any },
-                ban: customers[trunk].ban.clone(),
+                ban: customers[trunk].ban.as_str().into(),
                 trunk_group: Some(trunk as i64),
             }
         })

@@ -51,12 +51,12 @@ fn core() -> Core {
             enabled: true,
         }],
         entries: vec![AclEntry {
-            origin: "bench".to_owned(),
+            origin: "bench".into(),
             group: 1,
             network: "192.0.2.10/32".parse().unwrap(),
             port: 0,
             proto: Proto::Any,
-            ban: "100001".to_owned(),
+            ban: "100001".into(),
             trunk_group: Some(1),
         }],
         ..RuleSet::default()

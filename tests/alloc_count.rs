@@ -244,12 +244,12 @@ fn acl_decisions_allocate_nothing() {
     };
 
     let entry = |cidr: &str, ban: &str| AclEntry {
-        origin: cidr.to_owned(),
+        origin: cidr.into(),
         group: 1,
         network: cidr.parse().expect("cidr"),
         port: 0,
         proto: Proto::Any,
-        ban: ban.to_owned(),
+        ban: ban.into(),
         trunk_group: None,
     };
     let rules = RuleSet {

@@ -90,12 +90,12 @@ mod tests {
 
         let rules = RuleSet {
             entries: vec![AclEntry {
-                origin: "test".to_owned(),
+                origin: "test".into(),
                 group: 1,
                 network: "10.0.0.0/24".parse().unwrap(),
                 port: 0,
                 proto: Proto::Any,
-                ban: "1001".to_owned(),
+                ban: "1001".into(),
                 trunk_group: None,
             }],
             ..RuleSet::default()

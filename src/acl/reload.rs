@@ -42,7 +42,7 @@ pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet
             .customers
             .iter()
             .map(|c| c.ban.as_str())
-            .chain(rules.entries.iter().map(|e| e.ban.as_str())),
+            .chain(rules.entries.iter().map(|e| &*e.ban)),
     );
     acl.store(snapshot);
 }

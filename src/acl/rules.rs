@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -105,7 +106,9 @@ pub struct TrunkGroup {
 pub struct AclEntry {
     /// Where the entry came from, for `acl explain` and logs (`trunks.toml trunk_ips[3]`,
     /// `postgres trunk_ips id=42`, `redis address:entry::7`).
-    pub origin: String,
+    /// Shared (`Arc<str>`, like `ban`): a source's rules are copied on every change, and a
+    /// copy of 100k entries then costs reference counts, not allocations.
+    pub origin: Arc<str>,
     /// Kamailio's `grp`; the edge uses only its configured group (default 1). Always >= 1.
     pub group: u32,
     /// A host (/32, /128) or a CIDR range. IPv4-mapped IPv6 networks are stored as IPv4.
@@ -114,7 +117,7 @@ pub struct AclEntry {
     pub port: u16,
     pub proto: Proto,
     /// The tag: the customer's BAN.
-    pub ban: Ban,
+    pub ban: Arc<str>,
     /// The trunk group, when the source knows it (the Kamailio format does not).
     pub trunk_group: Option<i64>,
 }

@@ -473,7 +473,7 @@ impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
                 .positions
                 .get(entry)
                 .and_then(|&p| self.rules.entries.get(p as usize))
-                .map_or("", |e| e.origin.as_str()),
+                .map_or("", |e| &*e.origin),
             network: self
                 .networks
                 .get(node)
@@ -688,7 +688,7 @@ impl<'r> Builder<'r> {
         for (position, entry) in rules.entries.iter().enumerate() {
             if entry.group == 0 {
                 return Err(AclError::EntryGroupZero {
-                    origin: entry.origin.clone(),
+                    origin: entry.origin.to_string(),
                 });
             }
             if entry.group != self.group {
@@ -700,16 +700,16 @@ impl<'r> Builder<'r> {
                 Some(id) => {
                     let Some(trunk) = self.trunks.get(&id) else {
                         return Err(AclError::UnknownTrunkGroup {
-                            origin: entry.origin.clone(),
+                            origin: entry.origin.to_string(),
                             trunk_group: id,
                         });
                     };
-                    if trunk.ban != entry.ban {
+                    if *trunk.ban != *entry.ban {
                         return Err(AclError::TrunkGroupCustomerMismatch {
-                            origin: entry.origin.clone(),
+                            origin: entry.origin.to_string(),
                             trunk_group: id,
                             trunk_ban: trunk.ban.clone(),
-                            ban: entry.ban.clone(),
+                            ban: entry.ban.to_string(),
                         });
                     }
                     (Some(id), trunk.enabled)
@@ -1007,12 +1007,12 @@ mod tests {
 
     fn entry(network: &str, port: u16, proto: Proto, ban: &str) -> AclEntry {
         AclEntry {
-            origin: format!("test {network} {port} {proto} {ban}"),
+            origin: format!("test {network} {port} {proto} {ban}").into(),
             group: 1,
             network: network.parse().unwrap(),
             port,
             proto,
-            ban: ban.to_owned(),
+            ban: ban.into(),
             trunk_group: None,
         }
     }
@@ -1531,7 +1531,7 @@ mod tests {
         );
         let mut zero = entry("10.0.0.0/24", 0, Proto::Any, "a");
         zero.group = 0;
-        let origin = zero.origin.clone();
+        let origin = zero.origin.to_string();
         assert_eq!(
             Snapshot::build(Arc::new(entries(vec![zero])), 1).unwrap_err(),
             AclError::EntryGroupZero { origin }
@@ -1541,7 +1541,7 @@ mod tests {
     #[test]
     fn unknown_trunk_group_is_an_error() {
         let e = trunked(entry("10.0.0.0/24", 0, Proto::Any, "a"), 9);
-        let origin = e.origin.clone();
+        let origin = e.origin.to_string();
         assert_eq!(
             Snapshot::build(Arc::new(entries(vec![e])), 1).unwrap_err(),
             AclError::UnknownTrunkGroup {
@@ -1794,12 +1794,12 @@ mod tests {
                 (bans[rng.below(5) as usize], None)
             };
             rules.entries.push(AclEntry {
-                origin: format!("random[{i}]"),
+                origin: format!("random[{i}]").into(),
                 group: 1 + (rng.below(8) == 0) as u32,
                 network,
                 port: PORTS[rng.below(3) as usize],
                 proto: PROTOS[rng.below(4) as usize],
-                ban: ban.to_owned(),
+                ban: ban.into(),
                 trunk_group,
             });
         }

@@ -256,12 +256,12 @@ pub fn parse_trunks(file: &Path, text: &str) -> Result<TrunksFile, ConfigError> 
             format!(" ({})", ip.description)
         };
         rules.entries.push(AclEntry {
-            origin: format!("{name} trunk_ips[{i}]{described}"),
+            origin: format!("{name} trunk_ips[{i}]{described}").into(),
             group: ip.group,
             network,
             port: ip.port,
             proto: ip.proto,
-            ban: ban.clone(),
+            ban: ban.as_str().into(),
             trunk_group: Some(ip.trunk_group),
         });
     }
@@ -464,8 +464,8 @@ ban = "100002"
         let e = &t.rules.entries[1];
         assert_eq!(e.network, "192.0.2.0/28".parse::<IpNet>().unwrap());
         assert_eq!((e.port, e.proto, e.group), (5062, Proto::Tcp, 1));
-        assert_eq!(e.ban, "100001");
-        assert_eq!(e.origin, "trunks.toml trunk_ips[1] (office)");
+        assert_eq!(&*e.ban, "100001");
+        assert_eq!(&*e.origin, "trunks.toml trunk_ips[1] (office)");
         assert_eq!(
             t.rules.entries[0].network,
             "127.0.0.10/32".parse::<IpNet>().unwrap()

@@ -472,12 +472,12 @@ mod tests {
     fn core() -> (Core, Arc<Metrics>) {
         let rules = RuleSet {
             entries: vec![AclEntry {
-                origin: "test".to_owned(),
+                origin: "test".into(),
                 group: 1,
                 network: "192.0.2.10/32".parse().unwrap(),
                 port: 0,
                 proto: Proto::Any,
-                ban: "100001".to_owned(),
+                ban: "100001".into(),
                 trunk_group: None,
             }],
             ..RuleSet::default()

@@ -1661,12 +1661,12 @@ mod tests {
                 enabled: true,
             }],
             entries: vec![AclEntry {
-                origin: "test".to_owned(),
+                origin: "test".into(),
                 group: 1,
                 network: "192.0.2.10/32".parse().unwrap(),
                 port: 0,
                 proto: Proto::Any,
-                ban: "100001".to_owned(),
+                ban: "100001".into(),
                 trunk_group: Some(1),
             }],
             ..RuleSet::default()

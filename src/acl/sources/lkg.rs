@@ -152,12 +152,12 @@ mod tests {
                 status: CustomerStatus::Suspended,
             }],
             entries: vec![AclEntry {
-                origin: "postgres trunk_ips 1".to_owned(),
+                origin: "postgres trunk_ips 1".into(),
                 group: 1,
                 network: "2001:db8::/48".parse().unwrap(),
                 port: 5060,
                 proto: Proto::Tls,
-                ban: "100001".to_owned(),
+                ban: "100001".into(),
                 trunk_group: Some(7),
             }],
             ..RuleSet::default()

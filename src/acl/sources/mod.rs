@@ -583,12 +583,12 @@ mod tests {
 
     fn entry(network: &str, ban: &str) -> AclEntry {
         AclEntry {
-            origin: format!("test {network}"),
+            origin: format!("test {network}").into(),
             group: 1,
             network: network.parse().unwrap(),
             port: 0,
             proto: Proto::Any,
-            ban: ban.to_owned(),
+            ban: ban.into(),
             trunk_group: None,
         }
     }

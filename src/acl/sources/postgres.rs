@@ -263,12 +263,12 @@ fn entry(row: &PgRow, group: u32) -> Result<(Box<str>, AclEntry), PostgresError>
         format!("postgres trunk_ips {id} ({description})")
     };
     let entry = AclEntry {
-        origin,
+        origin: origin.into(),
         group,
         network,
         port,
         proto,
-        ban: row.try_get(5)?,
+        ban: row.try_get::<&str, _>(5)?.into(),
         trunk_group: Some(row.try_get(1)?),
     };
     Ok((id.into_boxed_str(), entry))
@@ -324,33 +324,46 @@ fn by_id<V>(mut rows: Vec<(Box<str>, V)>) -> (Vec<Box<str>>, Vec<V>) {
 }
 
 /// Replaces the rows named in `changed` with `fresh`, the named rows that still exist (sorted
-/// by id), in one pass that keeps id order. A named row missing from `fresh` is gone (deleted
-/// or disabled).
+/// by id), keeping id order. A named row missing from `fresh` is gone (deleted or disabled).
+/// Each named id is found by binary search; the rows between are moved in runs, never
+/// compared.
 fn merge<V>(
     ids: &mut Vec<Box<str>>,
     values: &mut Vec<V>,
     changed: &BTreeSet<String>,
     fresh: (Vec<Box<str>>, Vec<V>),
 ) {
-    let old = std::mem::take(ids).into_iter().zip(std::mem::take(values));
+    let cuts: Vec<(usize, bool)> = changed
+        .iter()
+        .map(
+            |id| match ids.binary_search_by(|probe| (**probe).cmp(id.as_str())) {
+                Ok(at) => (at, true),
+                Err(at) => (at, false),
+            },
+        )
+        .collect();
+    let capacity = ids.len() + fresh.0.len();
+    let mut old = std::mem::take(ids).into_iter().zip(std::mem::take(values));
     let mut fresh = fresh.0.into_iter().zip(fresh.1).peekable();
-    let mut named = changed.iter().map(String::as_str).peekable();
-    for (id, value) in old {
-        while let Some((next_id, next)) = fresh.next_if(|(f, _)| **f < *id) {
-            ids.push(next_id);
-            values.push(next);
-        }
-        while named.next_if(|n| *n < &*id).is_some() {}
-        if named.peek() == Some(&&*id) {
-            continue;
-        }
+    ids.reserve(capacity);
+    values.reserve(capacity);
+    let mut push = |(id, value)| {
         ids.push(id);
         values.push(value);
+    };
+    let mut cursor = 0;
+    for (named, (at, exists)) in changed.iter().zip(cuts) {
+        old.by_ref().take(at - cursor).for_each(&mut push);
+        cursor = at;
+        if exists {
+            old.next();
+            cursor += 1;
+        }
+        if let Some(row) = fresh.next_if(|(id, _)| **id == **named) {
+            push(row);
+        }
     }
-    for (id, value) in fresh {
-        ids.push(id);
-        values.push(value);
-    }
+    old.for_each(&mut push);
 }
 
 /// Reads the whole ACL in one consistent snapshot of the database.
@@ -367,7 +380,7 @@ where
 /// transaction: everything when the change is full or there is no mirror yet; otherwise the
 /// named rows, plus customers and trunk groups when they changed or a named row belongs to a
 /// trunk group the mirror does not know. When a trunk group moved to another customer (its
-/// entries' BAN changed) every trunk IP is re-read in the same transaction. All reads finish
+/// entries' BAN changed) every trunk IP and dedicated IP is re-read in the same transaction. All reads finish
 /// before the mirror changes, so an error leaves it as it was.
 pub async fn refresh<'c, A>(
     conn: A,
@@ -429,7 +442,14 @@ where
             .iter()
             .any(|(_, e)| e.trunk_group.is_some_and(|id| !known(id)));
     let mut small = None;
-    let mut all_entries = None;
+    // Rows come back with the ids the triggers sent (both are `id::text`); a row that does
+    // not could not be merged, so everything is read instead.
+    let mut everything = named_entries
+        .iter()
+        .any(|(id, _)| !change.trunk_ips.contains(&**id))
+        || named_dedicated
+            .iter()
+            .any(|(id, _)| !change.dedicated_ips.contains(&**id));
     if small_tables {
         let customers = read(&mut tx, CUSTOMERS, None, customer).await?;
         let trunk_groups = read(&mut tx, TRUNK_GROUPS, None, trunk_group).await?;
@@ -437,37 +457,47 @@ where
             .iter()
             .map(|t| (t.id, t.ban.as_str()))
             .collect();
-        let moved = current
+        // A trunk group that moved to another customer changes its entries' BAN.
+        everything |= current
             .rules
             .trunk_groups
             .iter()
             .any(|t| ban_of.get(&t.id).is_some_and(|ban| *ban != t.ban));
-        if moved {
-            all_entries = Some(read(&mut tx, TRUNK_IPS, None, |r| entry(r, group)).await?);
-        }
         small = Some((customers, trunk_groups));
     }
+    let all = if everything {
+        let entries = read(&mut tx, TRUNK_IPS, None, |r| entry(r, group)).await?;
+        let dedicated = read(&mut tx, DEDICATED_IPS, None, dedicated_ip).await?;
+        Some((entries, dedicated))
+    } else {
+        None
+    };
     tx.commit().await?;
 
     if let Some((customers, trunk_groups)) = small {
         current.rules.customers = customers;
         current.rules.trunk_groups = trunk_groups;
     }
-    match all_entries {
-        Some(entries) => (current.entry_ids, current.rules.entries) = by_id(entries),
-        None => merge(
-            &mut current.entry_ids,
-            &mut current.rules.entries,
-            &change.trunk_ips,
-            by_id(named_entries),
-        ),
+    match all {
+        Some((entries, dedicated)) => {
+            (current.entry_ids, current.rules.entries) = by_id(entries);
+            (current.dedicated_ids, current.rules.dedicated_ips) = by_id(dedicated);
+        }
+        None => {
+            merge(
+                &mut current.entry_ids,
+                &mut current.rules.entries,
+                &change.trunk_ips,
+                by_id(named_entries),
+            );
+            merge(
+                &mut current.dedicated_ids,
+                &mut current.rules.dedicated_ips,
+                &change.dedicated_ips,
+                by_id(named_dedicated),
+            );
+        }
     }
-    merge(
-        &mut current.dedicated_ids,
-        &mut current.rules.dedicated_ips,
-        &change.dedicated_ips,
-        by_id(named_dedicated),
-    );
     Ok(())
 }
 

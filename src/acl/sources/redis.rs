@@ -126,12 +126,12 @@ pub fn parse_row<'a>(
     };
     let ban = field("tag").ok_or_else(|| bad("tag: missing (the customer's BAN)".to_owned()))?;
     Ok(AclEntry {
-        origin: format!("redis {key}"),
+        origin: format!("redis {key}").into(),
         group,
         network,
         port,
         proto,
-        ban: ban.to_owned(),
+        ban: ban.into(),
         trunk_group: None,
     })
 }
@@ -367,8 +367,8 @@ mod tests {
         let e = parse_row("address:entry::7", |n| fields.get(n).map(String::as_str)).unwrap();
         assert_eq!(e.network, "192.0.2.10/32".parse::<IpNet>().unwrap());
         assert_eq!((e.group, e.port, e.proto), (1, 0, Proto::Any));
-        assert_eq!(e.ban, "100001");
-        assert_eq!(e.origin, "redis address:entry::7");
+        assert_eq!(&*e.ban, "100001");
+        assert_eq!(&*e.origin, "redis address:entry::7");
     }
 
     #[test]
