@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo bench --bench acl_sources -- latency [changes=100] [table=10000]
 //! cargo bench --bench acl_sources -- reload  [entries=100000] [runs=20]
-//! cargo bench --bench acl_sources -- cpu     [requests=100000] [rounds=3] [entries=100000]
+//! cargo bench --bench acl_sources -- cpu     [requests=100000] [rounds=3] [entries=100000] [rate=0]
 //! ```
 //!
 //! - `latency`: COMMIT in PostgreSQL to the rule enforced by a running edge (in-process, its
@@ -14,10 +14,11 @@
 //!   into load (query or SCAN + HMGET, decoding), build (`Snapshot::build`) and swap
 //!   (`publish`: store plus gauges); and the last-known-good file's write and read.
 //! - `cpu`: the release binary `warp-edge run` on a 100k-entry PostgreSQL table answering
-//!   OPTIONS from 4 concurrent UDP callers, with and without continuous reloads (one trunk IP
-//!   toggled as fast as the edge applies it), in alternating rounds. CPU comes from
+//!   OPTIONS from 4 concurrent UDP callers, with and without continuous reloads, in
+//!   alternating rounds. Reloads: one trunk IP toggled `rate` times a second, or with `rate=0`
+//!   as fast as the edge applies it (each change waits until it is enforced). CPU comes from
 //!   `/proc/<pid>/task/*/stat`: the `warp-edge-acl` thread (store I/O, builds) apart from the
-//!   threads that serve calls.
+//!   threads that serve calls; the ACL thread's CPU per change is printed too.
 //!
 //! Uses `WARP_EDGE_TEST_PG` / `WARP_EDGE_TEST_REDIS` like the tests. Results: BENCHMARKS.md.
 
@@ -224,7 +225,7 @@ async fn reload(entries: u64, runs: u64) {
         let t1 = Instant::now();
         let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
         let t2 = Instant::now();
-        publish(&acl, &metrics, snapshot, &rules);
+        publish(&acl, &metrics, snapshot);
         let t3 = Instant::now();
         assert_eq!(rules.entries.len() as u64, entries);
         load.push((t1 - t0).as_secs_f64() * 1e3);
@@ -303,7 +304,7 @@ async fn reload(entries: u64, runs: u64) {
         let t1 = Instant::now();
         let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
         let t2 = Instant::now();
-        publish(&acl, &metrics, snapshot, &rules);
+        publish(&acl, &metrics, snapshot);
         let t3 = Instant::now();
         assert_eq!(rules.entries.len() as u64, entries);
         load.push((t1 - t0).as_secs_f64() * 1e3);
@@ -435,7 +436,7 @@ async fn allowed(ip: Ipv4Addr, edge: SocketAddr) -> bool {
     )
 }
 
-async fn cpu(requests: u64, rounds: u64, entries: u64) {
+async fn cpu(requests: u64, rounds: u64, entries: u64, rate: u64) {
     let mut db = BenchDb::new().await;
     db.fill(entries as u32).await;
     db.execute("INSERT INTO accounts.trunk_ips (trunk_group_id, ip) VALUES (1, '127.0.0.70/31')")
@@ -473,7 +474,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let db = Arc::new(tokio::sync::Mutex::new(db));
-    let mut results: Vec<(bool, f64, f64, u64)> = Vec::new();
+    let mut results: Vec<(bool, f64, f64, f64)> = Vec::new();
     let serial = Arc::new(AtomicU64::new(1));
     for round in 0..rounds * 2 {
         let reloading = round % 2 == 1;
@@ -506,10 +507,14 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
                         }
                     }
                     drop(guard);
-                    while !stop.load(Ordering::Acquire)
-                        && allowed(Ipv4Addr::new(127, 0, 0, 72), edge_addr).await != want
-                    {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    if rate > 0 {
+                        tokio::time::sleep(Duration::from_secs_f64(1.0 / rate as f64)).await;
+                    } else {
+                        while !stop.load(Ordering::Acquire)
+                            && allowed(Ipv4Addr::new(127, 0, 0, 72), edge_addr).await != want
+                        {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
                     }
                     reloads.fetch_add(1, Ordering::Relaxed);
                 }
@@ -526,6 +531,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let before = thread_cpu(pid);
+        let reloads_before = reloads.load(Ordering::Relaxed);
         let began = Instant::now();
         let per = requests / 4;
         let mut callers = Vec::new();
@@ -542,6 +548,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         }
         let after = thread_cpu(pid);
         let seconds = began.elapsed().as_secs_f64();
+        let changes = reloads.load(Ordering::Relaxed) - reloads_before;
         stop.store(true, Ordering::Release);
         if let Some(task) = reloader {
             task.await.expect("reloader");
@@ -552,17 +559,18 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
         let calls = (per * 4) as f64;
         let serving = (after.1 - before.1) / calls * 1e6;
         let total = (after.1 + after.0 - before.1 - before.0) / calls * 1e6;
-        let n = reloads.load(Ordering::Relaxed);
+        let per_change = (after.0 - before.0) * 1e3 / changes.max(1) as f64;
         println!(
-            "round {round}: {:.0} requests/s for {seconds:.1} s, {} reloads, {resent} resent; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request",
+            "round {round}: {:.0} requests/s for {seconds:.1} s, {} changes, {resent} resent; serving threads {serving:.2} µs/request, whole process {total:.2} µs/request{}",
             calls / seconds,
-            if reloading { n.to_string() } else { "no".to_owned() }
+            if reloading { changes.to_string() } else { "no".to_owned() },
+            if reloading { format!(", ACL thread {per_change:.1} ms/change") } else { String::new() }
         );
-        results.push((reloading, serving, total, n));
+        results.push((reloading, serving, total, per_change));
     }
     drop(child);
     for reloading in [false, true] {
-        let pick = |f: fn(&(bool, f64, f64, u64)) -> f64| {
+        let pick = |f: fn(&(bool, f64, f64, f64)) -> f64| {
             results
                 .iter()
                 .filter(|r| r.0 == reloading)
@@ -580,6 +588,9 @@ async fn cpu(requests: u64, rounds: u64, entries: u64) {
             pick(|r| r.1),
         );
         print_stats(&format!("{label}: whole process"), "µs/req", pick(|r| r.2));
+        if reloading {
+            print_stats("ACL thread per change", "ms", pick(|r| r.3));
+        }
     }
     if let Ok(db) = Arc::try_unwrap(db) {
         db.into_inner().drop_now().await;
@@ -599,7 +610,7 @@ fn main() {
         match case.as_str() {
             "latency" => latency(arg(2, 100), arg(3, 10_000)).await,
             "reload" => reload(arg(2, 100_000), arg(3, 20)).await,
-            "cpu" => cpu(arg(2, 100_000), arg(3, 3), arg(4, 100_000)).await,
+            "cpu" => cpu(arg(2, 100_000), arg(3, 3), arg(4, 100_000), arg(5, 0)).await,
             _ => println!("usage: cargo bench --bench acl_sources -- latency|reload|cpu [args] (see the file's docs)"),
         }
     });

@@ -29,7 +29,7 @@ pub enum ReloadError {
 }
 
 /// Makes `snapshot` current and updates the gauges that describe it.
-pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet) {
+pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot) {
     let counts = snapshot.counts();
     metrics.acl_entries(
         counts.v4_entries,
@@ -37,13 +37,7 @@ pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot, rules: &RuleSet
         counts.dedicated_ips,
         counts.customers,
     );
-    metrics.set_customers(
-        rules
-            .customers
-            .iter()
-            .map(|c| c.ban.as_str())
-            .chain(rules.entries.iter().map(|e| &*e.ban)),
-    );
+    metrics.set_customers(snapshot.bans());
     acl.store(snapshot);
 }
 
@@ -131,7 +125,7 @@ pub fn reload_file(
         Ok(None) => Ok(None),
         Ok(Some((snapshot, rules))) => {
             let counts = snapshot.counts();
-            publish(acl, metrics, snapshot, &rules);
+            publish(acl, metrics, snapshot);
             metrics.acl_reload(FILE_SOURCE, true, seconds);
             tracing::info!(
                 acl.source = FILE_SOURCE,

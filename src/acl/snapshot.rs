@@ -282,6 +282,11 @@ impl<T: LpmTable<PrefixSlot>> Snapshot<T> {
         Ok(snapshot)
     }
 
+    /// Every customer's BAN, listed or implied by an entry, once each.
+    pub fn bans(&self) -> impl Iterator<Item = &str> {
+        self.customers.iter().map(|c| &*c.ban)
+    }
+
     /// The route a trunk group's calls take, when it names one.
     pub fn trunk_route(&self, trunk: i64) -> Option<&str> {
         self.trunk_routes.get(&trunk).map(|r| &**r)
@@ -540,28 +545,29 @@ fn canonical_net(net: IpNet) -> IpNet {
 
 // === build ===
 
-/// An entry of the edge's group, before it is sorted onto its prefix.
+/// An entry of the edge's group, before it is sorted onto its prefix. Small, so sorting
+/// moves little and the pass after it reads in order.
 struct Staged {
+    key: SortKey,
     net: IpNet,
     customer: u32,
     trunk: Option<i64>,
     trunk_enabled: bool,
     port: u16,
     proto: Proto,
-    position: u32,
 }
 
-/// What staged entries sort by, kept apart from them so the sort moves 32 bytes, not an
-/// entry: the network's address bits, then (packed) prefix length, port 0 after an exact
-/// port, `any` after an exact proto, and the staged index (input order). Containing prefixes
-/// sort before the prefixes they contain. Each family sorts on its own, IPv4 first.
+/// What staged entries sort by: the network's address bits, then (packed) prefix length,
+/// port 0 after an exact port, `any` after an exact proto, and the input position (whose
+/// low 32 bits the key carries). Containing prefixes sort before the prefixes they contain.
+/// Each family sorts on its own, IPv4 first.
 type SortKey = (u128, u64);
 
-fn sort_key(bits: u128, prefix_len: u8, any_port: bool, any_proto: bool, index: usize) -> SortKey {
+fn sort_key(bits: u128, prefix_len: u8, any_port: bool, any_proto: bool, position: u32) -> SortKey {
     let packed = u64::from(prefix_len) << 34
         | u64::from(any_port) << 33
         | u64::from(any_proto) << 32
-        | index as u64;
+        | u64::from(position);
     (bits, packed)
 }
 
@@ -682,9 +688,8 @@ impl<'r> Builder<'r> {
         let mut counts = Counts::default();
 
         // Entries of this group, validated and staged.
-        let mut staged = Vec::with_capacity(rules.entries.len());
-        let mut keys4: Vec<SortKey> = Vec::with_capacity(rules.entries.len());
-        let mut keys6: Vec<SortKey> = Vec::new();
+        let mut staged4: Vec<Staged> = Vec::with_capacity(rules.entries.len());
+        let mut staged6: Vec<Staged> = Vec::new();
         for (position, entry) in rules.entries.iter().enumerate() {
             if entry.group == 0 {
                 return Err(AclError::EntryGroupZero {
@@ -717,41 +722,38 @@ impl<'r> Builder<'r> {
             };
             let customer = self.customer(&entry.ban);
             let net = canonical_net(entry.network);
-            let (keys, bits) = match net {
-                IpNet::V4(v4) => (&mut keys4, u128::from(u32::from(v4.network()))),
-                IpNet::V6(v6) => (&mut keys6, u128::from(v6.network())),
+            let (staged, bits) = match net {
+                IpNet::V4(v4) => (&mut staged4, u128::from(u32::from(v4.network()))),
+                IpNet::V6(v6) => (&mut staged6, u128::from(v6.network())),
             };
-            keys.push(sort_key(
-                bits,
-                net.prefix_len(),
-                entry.port == 0,
-                entry.proto == Proto::Any,
-                staged.len(),
-            ));
             staged.push(Staged {
+                key: sort_key(
+                    bits,
+                    net.prefix_len(),
+                    entry.port == 0,
+                    entry.proto == Proto::Any,
+                    position as u32,
+                ),
                 net,
                 customer,
                 trunk,
                 trunk_enabled,
                 port: entry.port,
                 proto: entry.proto,
-                position: position as u32,
             });
         }
-        keys4.sort_unstable();
-        keys6.sort_unstable();
+        staged4.sort_unstable_by_key(|s| s.key);
+        staged6.sort_unstable_by_key(|s| s.key);
+        let staged = staged4.len() + staged6.len();
 
         // Group entries by prefix; find each prefix's parent with a stack (containing prefixes
         // sort before the prefixes they contain).
         let mut nodes: Vec<PrefixSlot> = Vec::new();
         let mut networks: Vec<IpNet> = Vec::new();
-        let mut entries = Vec::with_capacity(staged.len());
-        let mut positions = Vec::with_capacity(staged.len());
+        let mut entries = Vec::with_capacity(staged);
+        let mut positions = Vec::with_capacity(staged);
         let mut stack: Vec<u32> = Vec::new();
-        for (_, packed) in keys4.iter().chain(&keys6) {
-            let Some(item) = staged.get(*packed as u32 as usize) else {
-                continue;
-            };
+        for item in staged4.iter().chain(&staged6) {
             let index = entries.len() as u32;
             entries.push(self.compiled(
                 item.customer,
@@ -760,7 +762,7 @@ impl<'r> Builder<'r> {
                 item.trunk,
                 item.trunk_enabled,
             ));
-            positions.push(item.position);
+            positions.push(item.key.1 as u32);
             match item.net {
                 IpNet::V4(_) => counts.v4_entries += 1,
                 IpNet::V6(_) => counts.v6_entries += 1,

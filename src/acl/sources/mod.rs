@@ -220,7 +220,7 @@ impl Combiner {
             Arc::new(all)
         };
         let snapshot = Snapshot::build(combined.clone(), self.group)?;
-        publish(&self.acl, &self.metrics, snapshot, &combined);
+        publish(&self.acl, &self.metrics, snapshot);
         let used: Vec<&str> = key.iter().map(|(k, _)| k.as_str()).collect();
         tracing::debug!(acl.sources = ?used, "acl snapshot rebuilt");
         self.serving = Some(key);
@@ -526,7 +526,7 @@ pub async fn start(
 ) -> Vec<JoinHandle<()>> {
     let sources = &config.acl.sources;
     if sources.is_file_only() {
-        publish(acl, metrics, snapshot, &trunks.rules);
+        publish(acl, metrics, snapshot);
         metrics.acl_reload(FILE_SOURCE, true, 0.0);
         return vec![tokio::spawn(watch_file(
             config.acl.trunks_file.clone(),
