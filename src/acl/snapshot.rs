@@ -578,6 +578,9 @@ struct Builder<'r> {
     by_ban: HashMap<&'r str, u32>,
     listed: Vec<Option<&'r Customer>>,
     trunks: HashMap<i64, &'r TrunkGroup>,
+    /// Each trunk group's customer index once an entry named it: the entries of a trunk
+    /// group all carry its BAN, so one hash of the BAN per trunk group, not per entry.
+    trunk_customers: HashMap<i64, u32>,
 }
 
 impl<'r> Builder<'r> {
@@ -597,6 +600,7 @@ impl<'r> Builder<'r> {
             by_ban: HashMap::with_capacity(rules.customers.len()),
             listed: Vec::with_capacity(rules.customers.len()),
             trunks: HashMap::with_capacity(rules.trunk_groups.len()),
+            trunk_customers: HashMap::with_capacity(rules.trunk_groups.len()),
         };
         for customer in &rules.customers {
             match builder.by_ban.entry(customer.ban.as_str()) {
@@ -700,10 +704,10 @@ impl<'r> Builder<'r> {
                 counts.skipped_other_group += 1;
                 continue;
             }
-            let (trunk, trunk_enabled) = match entry.trunk_group {
-                None => (None, true),
+            let (trunk, trunk_enabled, customer) = match entry.trunk_group {
+                None => (None, true, self.customer(&entry.ban)),
                 Some(id) => {
-                    let Some(trunk) = self.trunks.get(&id) else {
+                    let Some(&trunk) = self.trunks.get(&id) else {
                         return Err(AclError::UnknownTrunkGroup {
                             origin: entry.origin.to_string(),
                             trunk_group: id,
@@ -717,10 +721,17 @@ impl<'r> Builder<'r> {
                             ban: entry.ban.to_string(),
                         });
                     }
-                    (Some(id), trunk.enabled)
+                    let customer = match self.trunk_customers.get(&id) {
+                        Some(&customer) => customer,
+                        None => {
+                            let customer = self.customer(&entry.ban);
+                            self.trunk_customers.insert(id, customer);
+                            customer
+                        }
+                    };
+                    (Some(id), trunk.enabled, customer)
                 }
             };
-            let customer = self.customer(&entry.ban);
             let net = canonical_net(entry.network);
             let (staged, bits) = match net {
                 IpNet::V4(v4) => (&mut staged4, u128::from(u32::from(v4.network()))),
