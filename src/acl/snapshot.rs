@@ -578,9 +578,10 @@ struct Builder<'r> {
     by_ban: HashMap<&'r str, u32>,
     listed: Vec<Option<&'r Customer>>,
     trunks: HashMap<i64, &'r TrunkGroup>,
-    /// Each trunk group's customer index once an entry named it: the entries of a trunk
-    /// group all carry its BAN, so one hash of the BAN per trunk group, not per entry.
-    trunk_customers: HashMap<i64, u32>,
+    /// Each trunk group's customer index and BAN once an entry named it: the entries of a
+    /// trunk group all carry its BAN, so one hash of the BAN per trunk group, not per entry,
+    /// and a pointer compare when the source shares one string per BAN.
+    trunk_customers: HashMap<i64, (u32, *const u8)>,
 }
 
 impl<'r> Builder<'r> {
@@ -713,7 +714,10 @@ impl<'r> Builder<'r> {
                             trunk_group: id,
                         });
                     };
-                    if *trunk.ban != *entry.ban {
+                    let checked = self.trunk_customers.get(&id).copied();
+                    let ban: *const u8 = Arc::as_ptr(&entry.ban).cast();
+                    let shared = checked.is_some_and(|(_, checked)| checked == ban);
+                    if !shared && *trunk.ban != *entry.ban {
                         return Err(AclError::TrunkGroupCustomerMismatch {
                             origin: entry.origin.to_string(),
                             trunk_group: id,
@@ -721,11 +725,11 @@ impl<'r> Builder<'r> {
                             ban: entry.ban.to_string(),
                         });
                     }
-                    let customer = match self.trunk_customers.get(&id) {
-                        Some(&customer) => customer,
+                    let customer = match checked {
+                        Some((customer, _)) => customer,
                         None => {
                             let customer = self.customer(&entry.ban);
-                            self.trunk_customers.insert(id, customer);
+                            self.trunk_customers.insert(id, (customer, ban));
                             customer
                         }
                     };

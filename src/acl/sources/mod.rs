@@ -41,6 +41,11 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first retry after a lost connection; doubled on each failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The last-known-good file is written at most this often (the newest state once the
+/// interval has passed, and at shutdown): 100k entries are 16 MB of JSON, and a change a
+/// second must not mean a 16 MB write a second. The file is for a restart during an outage,
+/// where rules a few seconds old serve as well as the newest.
+pub const LAST_KNOWN_GOOD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a source tells the combiner.
 #[derive(Debug)]
@@ -109,6 +114,9 @@ pub struct Combiner {
     metrics: Arc<Metrics>,
     /// The (source, version) pairs the snapshot in force was built from.
     serving: Option<Vec<(SourceKind, u64)>>,
+    /// A store's rules changed since the last-known-good file was written.
+    last_known_good_stale: bool,
+    last_known_good_written: Option<Instant>,
 }
 
 impl Combiner {
@@ -134,6 +142,8 @@ impl Combiner {
             acl,
             metrics,
             serving: None,
+            last_known_good_stale: false,
+            last_known_good_written: None,
         }
     }
 
@@ -233,6 +243,29 @@ impl Combiner {
             Combine::Primary => self.slots.iter().any(|s| s.rules.is_some()),
         };
         self.metrics.set_acl_ready(ready);
+    }
+
+    /// When the stale last-known-good file is due to be written, if it is stale.
+    fn last_known_good_due(&self) -> Option<Instant> {
+        if !self.last_known_good_stale {
+            return None;
+        }
+        Some(
+            self.last_known_good_written
+                .map_or_else(Instant::now, |at| at + LAST_KNOWN_GOOD_INTERVAL),
+        )
+    }
+
+    /// Writes the last-known-good file if it is stale and due (or `now` regardless).
+    fn flush_last_known_good(&mut self, force: bool) {
+        match self.last_known_good_due() {
+            Some(due) if force || due <= Instant::now() => {
+                self.last_known_good_stale = false;
+                self.last_known_good_written = Some(Instant::now());
+                self.write_last_known_good();
+            }
+            _ => {}
+        }
     }
 
     fn write_last_known_good(&self) {
@@ -338,8 +371,9 @@ impl Combiner {
                     duration_ms = seconds * 1e3,
                     "acl source reloaded"
                 );
-                if kind != SourceKind::File {
-                    self.write_last_known_good();
+                if kind != SourceKind::File && self.last_known_good.is_some() {
+                    self.last_known_good_stale = true;
+                    self.flush_last_known_good(false);
                 }
             }
             Err(error) => {
@@ -490,8 +524,13 @@ async fn run_sources(plan: Plan, first_round: oneshot::Sender<()>, stop: oneshot
                 let _ = done.send(());
             }
         }
+        let due = combiner.last_known_good_due();
         let event = tokio::select! {
             _ = &mut stop => break,
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                combiner.flush_last_known_good(false);
+                continue;
+            }
             event = inbox.recv() => match event {
                 Some(event) => event,
                 None => break,
@@ -505,6 +544,7 @@ async fn run_sources(plan: Plan, first_round: oneshot::Sender<()>, stop: oneshot
         }
         combiner.handle(event);
     }
+    combiner.flush_last_known_good(true);
     for task in tasks {
         task.abort();
     }

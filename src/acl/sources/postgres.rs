@@ -15,7 +15,7 @@
 //! This module reads; it never writes to the database (the migrations and `acl sync` live
 //! beside it as their own entry points).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,24 @@ pub struct Mirror {
     rules: RuleSet,
     entry_ids: Vec<Box<str>>,
     dedicated_ids: Vec<Box<str>>,
+    bans: Bans,
+}
+
+/// One shared `Arc<str>` per BAN: a customer's entries then point at one string, which
+/// keeps the snapshot build's BAN checks on one hot cache line (and a pointer compare)
+/// instead of 100k cold ones.
+#[derive(Debug, Default)]
+struct Bans(HashSet<Arc<str>>);
+
+impl Bans {
+    fn get(&mut self, ban: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(ban) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(ban);
+        self.0.insert(shared.clone());
+        shared
+    }
 }
 
 impl Mirror {
@@ -244,7 +262,7 @@ fn trunk_group(row: &PgRow) -> Result<TrunkGroup, PostgresError> {
 
 /// A trunk IP row and its id. Entries get the edge's `group` (the schema has no Kamailio
 /// `grp`: every row applies to every edge).
-fn entry(row: &PgRow, group: u32) -> Result<(Box<str>, AclEntry), PostgresError> {
+fn entry(row: &PgRow, group: u32, bans: &mut Bans) -> Result<(Box<str>, AclEntry), PostgresError> {
     let id: String = row.try_get(0)?;
     let network: String = row.try_get(2)?;
     let network = crate::config::parse_cidr(&network)
@@ -268,7 +286,7 @@ fn entry(row: &PgRow, group: u32) -> Result<(Box<str>, AclEntry), PostgresError>
         network,
         port,
         proto,
-        ban: row.try_get::<&str, _>(5)?.into(),
+        ban: bans.get(row.try_get::<&str, _>(5)?),
         trunk_group: Some(row.try_get(1)?),
     };
     Ok((id.into_boxed_str(), entry))
@@ -303,7 +321,7 @@ async fn read<T>(
     tx: &mut PgConnection,
     sql: &str,
     ids: Option<&BTreeSet<String>>,
-    decode: impl Fn(&PgRow) -> Result<T, PostgresError>,
+    mut decode: impl FnMut(&PgRow) -> Result<T, PostgresError>,
 ) -> Result<Vec<T>, PostgresError> {
     let mut query = sqlx::query(sql);
     if let Some(ids) = ids {
@@ -399,7 +417,8 @@ where
     let Some(current) = current else {
         let customers = read(&mut tx, CUSTOMERS, None, customer).await?;
         let trunk_groups = read(&mut tx, TRUNK_GROUPS, None, trunk_group).await?;
-        let entries = read(&mut tx, TRUNK_IPS, None, |r| entry(r, group)).await?;
+        let mut bans = Bans::default();
+        let entries = read(&mut tx, TRUNK_IPS, None, |r| entry(r, group, &mut bans)).await?;
         let dedicated = read(&mut tx, DEDICATED_IPS, None, dedicated_ip).await?;
         tx.commit().await?;
         let (entry_ids, entries) = by_id(entries);
@@ -413,6 +432,7 @@ where
             },
             entry_ids,
             dedicated_ids,
+            bans,
         });
         return Ok(());
     };
@@ -421,7 +441,10 @@ where
         Vec::new()
     } else {
         let sql = format!("{TRUNK_IPS}{TRUNK_IPS_NAMED}");
-        read(&mut tx, &sql, Some(&change.trunk_ips), |r| entry(r, group)).await?
+        read(&mut tx, &sql, Some(&change.trunk_ips), |r| {
+            entry(r, group, &mut current.bans)
+        })
+        .await?
     };
     let named_dedicated = if change.dedicated_ips.is_empty() {
         Vec::new()
@@ -466,7 +489,10 @@ where
         small = Some((customers, trunk_groups));
     }
     let all = if everything {
-        let entries = read(&mut tx, TRUNK_IPS, None, |r| entry(r, group)).await?;
+        let entries = read(&mut tx, TRUNK_IPS, None, |r| {
+            entry(r, group, &mut current.bans)
+        })
+        .await?;
         let dedicated = read(&mut tx, DEDICATED_IPS, None, dedicated_ip).await?;
         Some((entries, dedicated))
     } else {
