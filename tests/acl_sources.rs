@@ -326,8 +326,11 @@ fn source_config_errors_name_the_key_and_exit_64() {
 
 /// Continuous traffic while a 100k-entry table reloads 100 times: every request gets its
 /// answer, and the allowed caller is never refused. Each round inserts or deletes a sentinel
-/// trunk IP and waits until the edge enforces it, so every round is a full load, build and
-/// swap. `WARP_EDGE_RELOAD_ENTRIES` and `WARP_EDGE_RELOAD_ROUNDS` shrink it for a quick run.
+/// trunk IP and waits until the edge enforces it. Half the rounds are deltas (the row
+/// re-read); the other half also send a bare `trunk_ips` notification in the same
+/// transaction, so they are full loads of the table. Every round builds and swaps a whole
+/// snapshot.
+/// `WARP_EDGE_RELOAD_ENTRIES` and `WARP_EDGE_RELOAD_ROUNDS` shrink it for a quick run.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_request_unanswered_during_100_reloads_of_a_100k_table() {
     let entries: u32 = std::env::var("WARP_EDGE_RELOAD_ENTRIES")
@@ -371,19 +374,25 @@ async fn no_request_unanswered_during_100_reloads_of_a_100k_table() {
     });
 
     let mut sentinel = TestPbx::udp(host(67), udp).await;
-    let mut present: Option<String> = None;
+    let sentinel_id = "00000000-0000-4000-8000-000000000067";
     for round in 0..rounds {
-        match present.take() {
-            None => {
-                present = Some(db.trunk_ip(trunk, "127.0.0.67").await);
-                eventually_answers(&format!("round {round}: added"), &mut sentinel, 200).await;
-            }
-            Some(id) => {
-                db.execute(&format!("DELETE FROM accounts.trunk_ips WHERE id = '{id}'"))
-                    .await;
-                eventually_answers(&format!("round {round}: removed"), &mut sentinel, 403).await;
-            }
-        }
+        let full = if (round / 2) % 2 == 1 {
+            "NOTIFY warp_edge_acl, 'trunk_ips';"
+        } else {
+            ""
+        };
+        let (change, code) = if round % 2 == 0 {
+            let insert = format!(
+                "INSERT INTO accounts.trunk_ips (id, trunk_group_id, ip) \
+                 VALUES ('{sentinel_id}', {trunk}, '127.0.0.67');"
+            );
+            (insert, 200)
+        } else {
+            let delete = format!("DELETE FROM accounts.trunk_ips WHERE id = '{sentinel_id}';");
+            (delete, 403)
+        };
+        db.execute(&format!("BEGIN; {change} {full} COMMIT;")).await;
+        eventually_answers(&format!("round {round}: {change}"), &mut sentinel, code).await;
     }
     stop.store(true, Ordering::Release);
     let (sent, allowed) = traffic.await.expect("the traffic task ran to its end");

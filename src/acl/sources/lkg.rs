@@ -1,6 +1,7 @@
-//! The last-known-good file: the store sources' last good rules, written after every change
-//! that reached the snapshot and read at start-up for a store that cannot be reached, so a
-//! restart during a database outage still serves known customers.
+//! The last-known-good file: the store sources' last good rules, written after a change that
+//! reached the snapshot (at most every [`super::LAST_KNOWN_GOOD_INTERVAL`], and at shutdown)
+//! and read at start-up for a store that cannot be reached, so a restart during a database
+//! outage still serves known customers.
 //!
 //! JSON (serde), one object: a format tag, the edge's group, the time it was written and one
 //! [`RuleSet`] per store source. Written to a sibling file, synced, then renamed over the old

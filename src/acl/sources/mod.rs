@@ -256,7 +256,7 @@ impl Combiner {
         )
     }
 
-    /// Writes the last-known-good file if it is stale and due (or `now` regardless).
+    /// Writes the last-known-good file if it is stale and due (with `force`, if it is stale).
     fn flush_last_known_good(&mut self, force: bool) {
         match self.last_known_good_due() {
             Some(due) if force || due <= Instant::now() => {
@@ -754,6 +754,44 @@ mod tests {
         );
         c.handle(loaded(SourceKind::Postgres, rules(&[("10.0.0.1/32", "1")])));
         assert_eq!(allowed(&acl, [10, 0, 0, 1]).as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn last_known_good_is_written_at_once_then_at_most_every_interval() {
+        let dir = std::env::temp_dir().join(format!("warp-edge-lkg-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("acl-lkg.json");
+        let config = SourcesConfig {
+            enabled: vec![SourceKind::Postgres],
+            last_known_good: Some(file.clone()),
+            ..SourcesConfig::file_only()
+        };
+        let metrics = Metrics::new();
+        let mut c = Combiner::new(&config, 1, Arc::new(Acl::default()), metrics);
+        let saved = || {
+            lkg::read(&file).unwrap().unwrap().sources[0]
+                .1
+                .entries
+                .len()
+        };
+
+        c.handle(loaded(SourceKind::Postgres, rules(&[("10.0.0.1/32", "1")])));
+        assert_eq!(saved(), 1, "the first change is written at once");
+        c.handle(loaded(
+            SourceKind::Postgres,
+            rules(&[("10.0.0.1/32", "1"), ("10.0.0.2/32", "1")]),
+        ));
+        assert_eq!(saved(), 1, "the next one waits for the interval");
+        let written = c.last_known_good_written.expect("written once");
+        assert_eq!(
+            c.last_known_good_due(),
+            Some(written + LAST_KNOWN_GOOD_INTERVAL),
+            "due one interval after the last write"
+        );
+        c.flush_last_known_good(true);
+        assert_eq!(saved(), 2, "written at shutdown");
+        assert_eq!(c.last_known_good_due(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
