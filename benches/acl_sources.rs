@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, Executor, PgConnection, Row};
 use warp_edge::acl::reload::publish;
 use warp_edge::acl::sources::{lkg, postgres, redis as redis_source};
-use warp_edge::acl::{Acl, AclRequest, Proto, Snapshot};
+use warp_edge::acl::{Acl, AclRequest, Proto, RuleSet, Snapshot};
 use warp_edge::config::{Config, SourceKind};
 use warp_edge::telemetry::Metrics;
 
@@ -213,33 +213,64 @@ async fn latency(changes: u64, table: u64) {
 
 // === reload ===
 
+/// The phases of full reloads, in milliseconds.
+#[derive(Default)]
+struct Phases {
+    load: Vec<f64>,
+    build: Vec<f64>,
+    swap: Vec<f64>,
+    total: Vec<f64>,
+    free: Vec<f64>,
+    /// As in the edge: the snapshot a swap replaced is kept until the next swap, then freed.
+    replaced: Option<Arc<Snapshot>>,
+}
+
+impl Phases {
+    /// Builds and swaps `rules`, loaded since `started`, as the edge does.
+    fn apply(&mut self, started: Instant, rules: RuleSet, acl: &Acl, metrics: &Metrics) {
+        let loaded = Instant::now();
+        let snapshot = Snapshot::build(Arc::new(rules), 1).expect("build");
+        let built = Instant::now();
+        let old = publish(acl, metrics, snapshot);
+        let swapped = Instant::now();
+        drop(self.replaced.replace(old));
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        self.free.push(ms(swapped.elapsed()));
+        self.load.push(ms(loaded - started));
+        self.build.push(ms(built - loaded));
+        self.swap.push(ms(swapped - built));
+        self.total.push(ms(swapped - started));
+    }
+
+    fn print(self, title: &str, load: &str) {
+        println!("{title}");
+        print_stats(load, "ms", self.load);
+        print_stats("build", "ms", self.build);
+        print_stats("swap (publish)", "ms", self.swap);
+        print_stats("load + build + swap", "ms", self.total);
+        print_stats("free the snapshot swapped out before", "ms", self.free);
+    }
+}
+
 async fn reload(entries: u64, runs: u64) {
     let metrics = Metrics::new();
     let acl = Acl::default();
     let mut db = BenchDb::new().await;
     db.fill(entries as u32).await;
-    let (mut load, mut build, mut swap, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut phases = Phases::default();
     for _ in 0..runs {
-        let t0 = Instant::now();
+        let started = Instant::now();
         let rules = postgres::load(&mut db.conn, 1).await.expect("load");
-        let t1 = Instant::now();
-        let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
-        let t2 = Instant::now();
-        publish(&acl, &metrics, snapshot);
-        let t3 = Instant::now();
         assert_eq!(rules.entries.len() as u64, entries);
-        load.push((t1 - t0).as_secs_f64() * 1e3);
-        build.push((t2 - t1).as_secs_f64() * 1e3);
-        swap.push((t3 - t2).as_secs_f64() * 1e3);
-        total.push((t3 - t0).as_secs_f64() * 1e3);
+        phases.apply(started, rules, &acl, &metrics);
     }
-    println!("PostgreSQL full reload of {entries} trunk IPs, {runs} runs:");
-    print_stats("postgres load (one REPEATABLE READ tx)", "ms", load);
-    print_stats("build", "ms", build);
-    print_stats("swap (publish)", "ms", swap);
-    print_stats("postgres load + build + swap", "ms", total);
+    phases.print(
+        &format!("PostgreSQL full reload of {entries} trunk IPs, {runs} runs:"),
+        "postgres load (one REPEATABLE READ tx)",
+    );
     // What each change also costs with `acl.last_known_good` set, and a start-up read.
     let rules = postgres::load(&mut db.conn, 1).await.expect("load");
+    assert_eq!(rules.entries.len() as u64, entries);
     let file =
         std::env::temp_dir().join(format!("warp-edge-bench-lkg-{}.json", std::process::id()));
     let (mut write, mut read) = (vec![], vec![]);
@@ -295,28 +326,19 @@ async fn reload(entries: u64, runs: u64) {
         }
         pipe.query_async::<()>(&mut conn).await.expect("HSET");
     }
-    let (mut load, mut build, mut swap, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut phases = Phases::default();
     for _ in 0..runs {
-        let t0 = Instant::now();
+        let started = Instant::now();
         let rules = redis_source::load(&mut conn, &prefix, 1000)
             .await
             .expect("load");
-        let t1 = Instant::now();
-        let snapshot = Snapshot::build(Arc::new(rules.clone()), 1).expect("build");
-        let t2 = Instant::now();
-        publish(&acl, &metrics, snapshot);
-        let t3 = Instant::now();
         assert_eq!(rules.entries.len() as u64, entries);
-        load.push((t1 - t0).as_secs_f64() * 1e3);
-        build.push((t2 - t1).as_secs_f64() * 1e3);
-        swap.push((t3 - t2).as_secs_f64() * 1e3);
-        total.push((t3 - t0).as_secs_f64() * 1e3);
+        phases.apply(started, rules, &acl, &metrics);
     }
-    println!("Redis full reload of {entries} address rows, {runs} runs:");
-    print_stats("redis load (SCAN + pipelined HMGET)", "ms", load);
-    print_stats("build", "ms", build);
-    print_stats("swap (publish)", "ms", swap);
-    print_stats("redis load + build + swap", "ms", total);
+    phases.print(
+        &format!("Redis full reload of {entries} address rows, {runs} runs:"),
+        "redis load (SCAN + pipelined HMGET)",
+    );
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

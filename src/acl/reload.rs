@@ -28,8 +28,10 @@ pub enum ReloadError {
     },
 }
 
-/// Makes `snapshot` current and updates the gauges that describe it.
-pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot) {
+/// Makes `snapshot` current and updates the gauges that describe it. Returns the snapshot it
+/// replaced: keep it until the next publish (see [`Acl::store`]).
+#[must_use = "keep the replaced snapshot until the next publish, so a request never frees it"]
+pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot) -> Arc<Snapshot> {
     let counts = snapshot.counts();
     metrics.acl_entries(
         counts.v4_entries,
@@ -38,7 +40,7 @@ pub fn publish(acl: &Acl, metrics: &Metrics, snapshot: Snapshot) {
         counts.customers,
     );
     metrics.set_customers(snapshot.bans());
-    acl.store(snapshot);
+    acl.store(snapshot)
 }
 
 /// What identifies a version of the file without reading it.
@@ -96,15 +98,19 @@ impl FileWatch {
     }
 }
 
+/// A reload that changed the snapshot: the rules now in force and the snapshot they replaced.
+pub type Reloaded = (Arc<RuleSet>, Arc<Snapshot>);
+
 /// Rebuilds from the file once unless it says what `current` already says; on failure the
-/// current snapshot stays. Returns the rules now in force.
+/// current snapshot stays. Returns the rules now in force and the snapshot they replaced
+/// (keep it until the next reload, see [`Acl::store`]).
 pub fn reload_file(
     file: &Path,
     group: u32,
     current: &RuleSet,
     acl: &Acl,
     metrics: &Metrics,
-) -> Result<Option<Arc<RuleSet>>, ReloadError> {
+) -> Result<Option<Reloaded>, ReloadError> {
     let started = Instant::now();
     let result = load_trunks(file)
         .map_err(ReloadError::from)
@@ -125,7 +131,7 @@ pub fn reload_file(
         Ok(None) => Ok(None),
         Ok(Some((snapshot, rules))) => {
             let counts = snapshot.counts();
-            publish(acl, metrics, snapshot);
+            let replaced = publish(acl, metrics, snapshot);
             metrics.acl_reload(FILE_SOURCE, true, seconds);
             tracing::info!(
                 acl.source = FILE_SOURCE,
@@ -135,7 +141,7 @@ pub fn reload_file(
                 duration_ms = seconds * 1e3,
                 "acl reloaded"
             );
-            Ok(Some(rules))
+            Ok(Some((rules, replaced)))
         }
         Err(error) => {
             metrics.acl_reload(FILE_SOURCE, false, seconds);
@@ -157,6 +163,7 @@ pub async fn watch_file(
     metrics: Arc<Metrics>,
 ) {
     let mut current = loaded;
+    let mut _replaced: Option<Arc<Snapshot>> = None;
     let mut watch = FileWatch::new(file.clone(), interval);
     loop {
         if !watch.changed().await {
@@ -171,8 +178,9 @@ pub async fn watch_file(
             reload_file(&file2, group, &current2, &acl2, &metrics2)
         })
         .await;
-        if let Ok(Ok(Some(rules))) = reloaded {
+        if let Ok(Ok(Some((rules, replaced)))) = reloaded {
             current = rules;
+            _replaced = Some(replaced);
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct Combiner {
     metrics: Arc<Metrics>,
     /// The (source, version) pairs the snapshot in force was built from.
     serving: Option<Vec<(SourceKind, u64)>>,
+    /// The snapshot the last publish replaced, kept until the next one so that this thread,
+    /// not a request, frees it (see [`Acl::store`]).
+    replaced: Option<Arc<Snapshot>>,
     /// A store's rules changed since the last-known-good file was written.
     last_known_good_stale: bool,
     last_known_good_written: Option<Instant>,
@@ -142,6 +145,7 @@ impl Combiner {
             acl,
             metrics,
             serving: None,
+            replaced: None,
             last_known_good_stale: false,
             last_known_good_written: None,
         }
@@ -230,7 +234,7 @@ impl Combiner {
             Arc::new(all)
         };
         let snapshot = Snapshot::build(combined.clone(), self.group)?;
-        publish(&self.acl, &self.metrics, snapshot);
+        self.replaced = Some(publish(&self.acl, &self.metrics, snapshot));
         let used: Vec<&str> = key.iter().map(|(k, _)| k.as_str()).collect();
         tracing::debug!(acl.sources = ?used, "acl snapshot rebuilt");
         self.serving = Some(key);
@@ -566,7 +570,8 @@ pub async fn start(
 ) -> Vec<JoinHandle<()>> {
     let sources = &config.acl.sources;
     if sources.is_file_only() {
-        publish(acl, metrics, snapshot);
+        // What this replaces is the empty snapshot of start-up.
+        drop(publish(acl, metrics, snapshot));
         metrics.acl_reload(FILE_SOURCE, true, 0.0);
         return vec![tokio::spawn(watch_file(
             config.acl.trunks_file.clone(),
