@@ -18,6 +18,7 @@
 //! the file's snapshot and poll the file ([`super::reload::watch_file`]).
 
 pub mod lkg;
+mod mirror;
 pub mod postgres;
 pub mod redis;
 pub mod sync;
@@ -391,15 +392,25 @@ impl Combiner {
     }
 }
 
-/// Runs one store load under [`LOAD_TIMEOUT`] and reports it to the combiner. Returns
-/// `false` when the failure says the connection is unusable (the source then reconnects).
+/// How a store load ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Loaded,
+    /// The store answered but the load failed (a bad row): the connection is fine, and the
+    /// next change must read everything, since this one's rows were not applied.
+    Refused,
+    /// The connection is unusable: the source reconnects.
+    Lost,
+}
+
+/// Runs one store load under [`LOAD_TIMEOUT`] and reports it to the combiner.
 pub(crate) async fn load_and_report<R: Into<Arc<RuleSet>>, E: std::fmt::Display>(
     kind: SourceKind,
     events: &UnboundedSender<SourceEvent>,
     load: impl std::future::Future<Output = Result<R, E>>,
     timed_out: impl FnOnce(Duration) -> E,
     is_connection: impl FnOnce(&E) -> bool,
-) -> bool {
+) -> Outcome {
     let started = Instant::now();
     let result = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
         Ok(result) => result,
@@ -413,7 +424,7 @@ pub(crate) async fn load_and_report<R: Into<Arc<RuleSet>>, E: std::fmt::Display>
                 rules: rules.into(),
                 seconds,
             });
-            true
+            Outcome::Loaded
         }
         Err(error) => {
             let connection = is_connection(&error);
@@ -422,7 +433,11 @@ pub(crate) async fn load_and_report<R: Into<Arc<RuleSet>>, E: std::fmt::Display>
                 error: error.to_string(),
                 seconds,
             });
-            !connection
+            if connection {
+                Outcome::Lost
+            } else {
+                Outcome::Refused
+            }
         }
     }
 }

@@ -28,7 +28,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{load_and_report, Backoff, SourceEvent, LOAD_TIMEOUT};
+use super::{load_and_report, Backoff, Outcome, SourceEvent, LOAD_TIMEOUT};
 use crate::acl::rules::{AclEntry, Proto, RuleSet};
 use crate::config::{redact_url, RedisConfig, SourceKind};
 
@@ -246,7 +246,7 @@ async fn reload(
     conn: &mut MultiplexedConnection,
     config: &RedisConfig,
     events: &UnboundedSender<SourceEvent>,
-) -> bool {
+) -> Outcome {
     load_and_report(
         SourceKind::Redis,
         events,
@@ -313,7 +313,7 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
         };
         let _ = events.send(SourceEvent::Connected { kind, up: true });
         tracing::info!(acl.source = kind.as_str(), redis = %target, channel = %config.channel, "acl source connected");
-        if reload(&mut conn, &config, &events).await {
+        if reload(&mut conn, &config, &events).await != Outcome::Lost {
             backoff.reset();
             let mut ticker = tokio::time::interval(config.reload_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -330,7 +330,7 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
                     }
                     _ = ticker.tick() => {}
                 }
-                if !reload(&mut conn, &config, &events).await {
+                if reload(&mut conn, &config, &events).await == Outcome::Lost {
                     break;
                 }
             }
