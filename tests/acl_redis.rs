@@ -136,6 +136,102 @@ async fn platform_rows_with_proto_are_enforced_per_transport() {
     eventually_answers("the deleted platform row is refused", &mut udp, 403).await;
 }
 
+/// Keyspace notifications name keys; the source re-reads just those and merges them. After
+/// each kind of write the mirror equals what a full load (SCAN) reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyspace_deltas_converge_on_what_a_full_load_reads() {
+    use warp_edge::acl::sources::redis::{load, refresh, Change};
+    let redis = TestRedis::new();
+    let mut conn = redis.conn().await;
+    let keyspace = "__keyspace@0__:";
+    let key = |k: &str| format!("{}{k}", redis.prefix);
+    redis
+        .hset(
+            "address:entry::1",
+            &kamailio_row("1", "10.0.0.1", "0", "700001"),
+        )
+        .await;
+    let mut mirror = None;
+    refresh(&mut conn, &redis.prefix, 100, &mut mirror, &Change::full())
+        .await
+        .unwrap();
+    let platform = |ip: &'static str, proto: &'static str| {
+        vec![
+            ("grp", "1"),
+            ("ip_addr", ip),
+            ("mask", "28"),
+            ("port", "0"),
+            ("proto", proto),
+            ("tag", "700002"),
+        ]
+    };
+    // (what is written, the keys it touches)
+    let steps: Vec<(&str, Vec<&str>)> = vec![
+        ("a Kamailio row", vec!["address:entry::2"]),
+        ("a platform row", vec!["address:entry:0b9e-uuid"]),
+        ("a field changed", vec!["address:entry::1"]),
+        ("a row deleted", vec!["address:entry::2"]),
+        ("a key that never existed", vec!["address:entry::404"]),
+        (
+            "two rows at once",
+            vec!["address:entry::3", "address:entry:0b9e-uuid"],
+        ),
+    ];
+    for (what, keys) in &steps {
+        match *what {
+            "a Kamailio row" => {
+                redis
+                    .hset(keys[0], &kamailio_row("2", "10.0.0.2", "0", "700001"))
+                    .await
+            }
+            "a platform row" => redis.hset(keys[0], &platform("10.1.0.0", "udp")).await,
+            "a field changed" => {
+                redis
+                    .hset(keys[0], &kamailio_row("1", "10.0.0.9", "0", "700001"))
+                    .await
+            }
+            "a row deleted" => redis.del(keys[0]).await,
+            "two rows at once" => {
+                redis
+                    .hset(keys[0], &kamailio_row("3", "10.0.0.3", "0", "700003"))
+                    .await;
+                redis.hset(keys[1], &platform("10.2.0.0", "tcp")).await;
+            }
+            _ => {}
+        }
+        let mut change = Change::default();
+        for k in keys {
+            change.note(&format!("{keyspace}{}", key(k)), keyspace);
+        }
+        assert!(!change.is_full(), "{what}");
+        refresh(&mut conn, &redis.prefix, 100, &mut mirror, &change)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let fresh = load(&mut conn, &redis.prefix, 100).await.unwrap();
+        assert_eq!(mirror.as_ref().unwrap().rules(), &fresh, "{what}");
+    }
+    assert_eq!(mirror.as_ref().unwrap().rules().entries.len(), 3);
+
+    // A bad row fails the change and leaves the mirror as it was.
+    let before = mirror.as_ref().unwrap().rules().clone();
+    redis
+        .hset(
+            "address:entry::5",
+            &kamailio_row("5", "not-an-ip", "0", "700001"),
+        )
+        .await;
+    let mut change = Change::default();
+    change.note(&format!("{keyspace}{}", key("address:entry::5")), keyspace);
+    assert!(refresh(&mut conn, &redis.prefix, 100, &mut mirror, &change)
+        .await
+        .is_err());
+    assert_eq!(mirror.as_ref().unwrap().rules(), &before);
+    // A message on the writer's channel asks for everything.
+    let mut change = Change::default();
+    change.note("warp_edge_acl", keyspace);
+    assert!(change.is_full());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keyspace_notifications_need_no_publish() {
     let redis = TestRedis::new();

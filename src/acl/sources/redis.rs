@@ -9,15 +9,18 @@
 //! the edge reads, several pipelines in flight while SCAN goes on (sequential `HGETALL`
 //! pipelines took twice as long at 100k rows, BENCHMARKS.md). A key with none of the
 //! fields was deleted between SCAN and HMGET. Changes are seen through a pub/sub channel the
-//! writer publishes on after writing (`warp-edge acl sync` does), and, when configured,
-//! through keyspace notifications on the address keys (the edge adds the `Khg` flags to
-//! `notify-keyspace-events` itself with `CONFIG SET`); a periodic full reload is the safety
+//! writer publishes on after writing (`warp-edge acl sync` does; any message there reloads
+//! everything), and, when configured, through keyspace notifications on the address keys (the
+//! edge adds the `Khg` flags to `notify-keyspace-events` itself with `CONFIG SET`). A keyspace
+//! notification names its key: the source re-reads just the named keys (one HMGET pipeline)
+//! and merges them into its [`Mirror`], kept in key order. A periodic full reload is the safety
 //! net. A SCAN is not a snapshot: a writer that changes keys during a load is seen by the
 //! reload its own notification triggers.
 //!
 //! One bad row (no tag, a mask too long, an address that does not parse) fails the whole
 //! reload and the previous rules stay: a row is never dropped silently.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -28,6 +31,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::mirror::{by_id, merge, Bans};
 use super::{load_and_report, Backoff, Outcome, SourceEvent, LOAD_TIMEOUT};
 use crate::acl::rules::{AclEntry, Proto, RuleSet};
 use crate::config::{redact_url, RedisConfig, SourceKind};
@@ -157,6 +161,85 @@ async fn fetch_rows(
         .collect())
 }
 
+/// Above this many keys named by one burst of keyspace notifications, a full load is cheaper.
+pub const MAX_DELTA_KEYS: usize = 1000;
+
+/// The source's copy of the address rows, in key order (a full load sorts into it and a
+/// delta merges into it, so every replica orders ties alike).
+#[derive(Debug, Default)]
+pub struct Mirror {
+    rules: RuleSet,
+    keys: Vec<Box<str>>,
+    bans: Bans,
+}
+
+impl Mirror {
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+}
+
+/// What a burst of messages asks the source to re-read: a keyspace notification names one
+/// key; a message on the writer's channel (or too many keys) asks for everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    full: bool,
+    keys: BTreeSet<String>,
+}
+
+impl Change {
+    /// A full load (start-up, reconnection, the safety net, the writer's channel).
+    pub fn full() -> Change {
+        Change {
+            full: true,
+            keys: BTreeSet::new(),
+        }
+    }
+
+    /// Adds one message, by the channel it came on; `keyspace` is the channel prefix of
+    /// keyspace notifications (`__keyspace@<db>__:`).
+    pub fn note(&mut self, channel: &str, keyspace: &str) {
+        match channel.strip_prefix(keyspace) {
+            Some(key) if !self.full => {
+                self.keys.insert(key.to_owned());
+                if self.keys.len() > MAX_DELTA_KEYS {
+                    self.full = true;
+                }
+            }
+            Some(_) => {}
+            None => self.full = true,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+}
+
+/// The rows of `fetched` that exist, parsed, with one string per BAN. A key with none of
+/// the fields was deleted after it was named: gone, not malformed.
+fn parse_rows(
+    fetched: Vec<(String, [Option<String>; 6])>,
+    bans: &mut Bans,
+) -> Result<Vec<(Box<str>, AclEntry)>, RedisSourceError> {
+    let mut rows = Vec::with_capacity(fetched.len());
+    for (key, fields) in fetched {
+        if fields.iter().all(Option::is_none) {
+            continue;
+        }
+        let field = |name: &str| {
+            FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .and_then(|i| fields[i].as_deref())
+        };
+        let mut entry = parse_row(&key, field)?;
+        entry.ban = bans.get(&entry.ban);
+        rows.push((key.into_boxed_str(), entry));
+    }
+    Ok(rows)
+}
+
 /// Reads every address row under `prefix`: SCAN for the keys, and for each batch a pipeline
 /// of HMGETs, a few in flight at once.
 pub async fn load(
@@ -164,8 +247,37 @@ pub async fn load(
     prefix: &str,
     batch: u32,
 ) -> Result<RuleSet, RedisSourceError> {
+    let mut mirror = None;
+    refresh(conn, prefix, batch, &mut mirror, &Change::full()).await?;
+    Ok(mirror.map(|m| m.rules).unwrap_or_default())
+}
+
+/// Brings `mirror` up to date with what `change` names: every row when the change is full or
+/// there is no mirror yet, otherwise one pipeline of HMGETs for the named keys, merged in.
+/// A bad row fails the whole change and leaves the mirror as it was.
+pub async fn refresh(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    batch: u32,
+    mirror: &mut Option<Mirror>,
+    change: &Change,
+) -> Result<(), RedisSourceError> {
+    if let Some(current) = mirror.as_mut().filter(|_| !change.full) {
+        if change.keys.is_empty() {
+            return Ok(());
+        }
+        let fetched = fetch_rows(conn.clone(), change.keys.iter().cloned().collect()).await?;
+        let fresh = by_id(parse_rows(fetched, &mut current.bans)?);
+        merge(
+            &mut current.keys,
+            &mut current.rules.entries,
+            &change.keys,
+            fresh,
+        );
+        return Ok(());
+    }
     let pattern = format!("{}{ADDRESS_KEY}*", glob_escape(prefix));
-    let mut rows = Vec::new();
+    let mut fetched = Vec::new();
     let mut in_flight = FuturesUnordered::new();
     let mut cursor: u64 = 0;
     loop {
@@ -182,7 +294,7 @@ pub async fn load(
         }
         while in_flight.len() >= PIPELINES_IN_FLIGHT {
             if let Some(done) = in_flight.next().await {
-                rows.extend(done?);
+                fetched.extend(done?);
             }
         }
         cursor = next;
@@ -191,27 +303,22 @@ pub async fn load(
         }
     }
     while let Some(done) = in_flight.next().await {
-        rows.extend(done?);
+        fetched.extend(done?);
     }
-    // SCAN may return a key more than once; sorting also makes the rule order stable.
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    rows.dedup_by(|a, b| a.0 == b.0);
-    let mut rules = RuleSet::default();
-    rules.entries.reserve(rows.len());
-    for (key, fields) in &rows {
-        // Deleted between SCAN and HMGET: gone, not malformed.
-        if fields.iter().all(Option::is_none) {
-            continue;
-        }
-        let field = |name: &str| {
-            FIELDS
-                .iter()
-                .position(|f| *f == name)
-                .and_then(|i| fields[i].as_deref())
-        };
-        rules.entries.push(parse_row(key, field)?);
-    }
-    Ok(rules)
+    // SCAN may return a key more than once.
+    fetched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    fetched.dedup_by(|a, b| a.0 == b.0);
+    let mut bans = Bans::default();
+    let (keys, entries) = by_id(parse_rows(fetched, &mut bans)?);
+    *mirror = Some(Mirror {
+        rules: RuleSet {
+            entries,
+            ..RuleSet::default()
+        },
+        keys,
+        bans,
+    });
+    Ok(())
 }
 
 /// Adds [`KEYSPACE_FLAGS`] to the server's `notify-keyspace-events`, keeping what is set.
@@ -245,12 +352,18 @@ pub async fn enable_keyspace_events(
 async fn reload(
     conn: &mut MultiplexedConnection,
     config: &RedisConfig,
+    mirror: &mut Option<Mirror>,
+    change: &Change,
     events: &UnboundedSender<SourceEvent>,
 ) -> Outcome {
+    let work = async {
+        refresh(conn, &config.key_prefix, config.scan_count, mirror, change).await?;
+        Ok::<_, RedisSourceError>(mirror.as_ref().map(|m| m.rules.clone()).unwrap_or_default())
+    };
     load_and_report(
         SourceKind::Redis,
         events,
-        load(conn, &config.key_prefix, config.scan_count),
+        work,
         RedisSourceError::Timeout,
         RedisSourceError::is_connection,
     )
@@ -258,12 +371,15 @@ async fn reload(
 }
 
 /// Runs the source until the task is dropped: connect (a command connection and a pub/sub
-/// connection), subscribe, load, then reload on every message and every `reload_interval`;
-/// when either connection is lost, back off and start over.
+/// connection), subscribe, load, then apply every burst of messages (those already queued
+/// join one change: keyspace notifications re-read their keys, the writer's channel reloads
+/// everything) and a full reload every `reload_interval`; when either connection is lost,
+/// back off and start over with a full load.
 pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
     let kind = SourceKind::Redis;
     let target = redact_url(&config.url);
     let mut backoff = Backoff::new();
+    let mut mirror: Option<Mirror> = None;
     loop {
         let started = Instant::now();
         let connected = async {
@@ -284,11 +400,11 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
                         ))
                     })??;
             pubsub.subscribe(&config.channel).await?;
+            let db = client.get_connection_info().redis_settings().db();
             if config.keyspace_notifications {
                 if let Err(error) = enable_keyspace_events(&mut conn).await {
                     tracing::warn!(acl.source = kind.as_str(), %error, "cannot enable keyspace notifications (CONFIG SET refused?); relying on the pub/sub channel and the periodic reload");
                 }
-                let db = client.get_connection_info().redis_settings().db();
                 pubsub
                     .psubscribe(format!(
                         "__keyspace@{db}__:{}{ADDRESS_KEY}*",
@@ -296,10 +412,10 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
                     ))
                     .await?;
             }
-            Ok::<_, redis::RedisError>((conn, pubsub))
+            Ok::<_, redis::RedisError>((conn, pubsub, format!("__keyspace@{db}__:")))
         }
         .await;
-        let (mut conn, mut pubsub) = match connected {
+        let (mut conn, mut pubsub, keyspace) = match connected {
             Ok(pair) => pair,
             Err(error) => {
                 let _ = events.send(SourceEvent::Failed {
@@ -313,24 +429,34 @@ pub async fn run(config: RedisConfig, events: UnboundedSender<SourceEvent>) {
         };
         let _ = events.send(SourceEvent::Connected { kind, up: true });
         tracing::info!(acl.source = kind.as_str(), redis = %target, channel = %config.channel, "acl source connected");
-        if reload(&mut conn, &config, &events).await != Outcome::Lost {
+        // Changes made while disconnected were never notified: start from a full load.
+        let mut outcome = reload(&mut conn, &config, &mut mirror, &Change::full(), &events).await;
+        if outcome != Outcome::Lost {
             backoff.reset();
             let mut ticker = tokio::time::interval(config.reload_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             let mut messages = pubsub.on_message();
             loop {
+                let mut change = Change::default();
                 tokio::select! {
                     message = messages.next() => {
-                        if message.is_none() {
+                        let Some(first) = message else {
                             break;
+                        };
+                        change.note(first.get_channel_name(), &keyspace);
+                        while let Some(Some(next)) = messages.next().now_or_never() {
+                            change.note(next.get_channel_name(), &keyspace);
                         }
-                        // Everything already queued is covered by the reload below.
-                        while let Some(Some(_)) = messages.next().now_or_never() {}
                     }
-                    _ = ticker.tick() => {}
+                    _ = ticker.tick() => change = Change::full(),
                 }
-                if reload(&mut conn, &config, &events).await == Outcome::Lost {
+                // A refused change was not applied, and its keys will not be named again.
+                if outcome == Outcome::Refused {
+                    change = Change::full();
+                }
+                outcome = reload(&mut conn, &config, &mut mirror, &change, &events).await;
+                if outcome == Outcome::Lost {
                     break;
                 }
             }
