@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench acl_sources -- latency [changes=100] [table=10000]
+//! cargo bench --bench acl_sources -- redis-latency [changes=100] [table=10000]
 //! cargo bench --bench acl_sources -- reload  [entries=100000] [runs=20]
 //! cargo bench --bench acl_sources -- cpu     [requests=100000] [rounds=3] [entries=100000] [rate=0]
 //! ```
@@ -10,6 +11,8 @@
 //! - `latency`: COMMIT in PostgreSQL to the rule enforced by a running edge (in-process, its
 //!   snapshot polled every 100 µs from a thread of its own), over alternating inserts and
 //!   deletes of one trunk IP in a table of `table` entries.
+//! - `redis-latency`: the same through Redis: a platform row written (HSET) or deleted (DEL),
+//!   seen through keyspace notifications, in a key space of `table` rows.
 //! - `reload`: a full reload of `entries` trunk IPs from PostgreSQL and from Redis, split
 //!   into load (query or SCAN + HMGET, decoding), build (`Snapshot::build`) and swap
 //!   (`publish`: store plus gauges); and the last-known-good file's write and read.
@@ -136,7 +139,15 @@ fn arg(position: usize, default: u64) -> u64 {
 }
 
 /// Writes a config running only the PostgreSQL source, in a fresh temp dir.
-fn write_config(url: &str, udp: SocketAddr) -> PathBuf {
+/// The edge's config with PostgreSQL at `url` as its only ACL source.
+fn postgres_source(url: &str) -> String {
+    format!(
+        "sources = [\"postgres\"]\nstartup_wait_ms = 60000\n\n\
+         [acl.postgres]\nurl = \"{url}\"\nreload_interval_ms = 3600000\n"
+    )
+}
+
+fn write_config(source: &str, udp: SocketAddr) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warp-edge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("trunks.toml"), "").expect("trunks");
@@ -146,8 +157,7 @@ fn write_config(url: &str, udp: SocketAddr) -> PathBuf {
         format!(
             "[[listeners]]\ntransport = \"udp\"\naddress = \"{udp}\"\n\n\
              [admin]\naddress = \"127.0.0.1:0\"\n\n\
-             [acl]\ntrunks_file = \"trunks.toml\"\nsources = [\"postgres\"]\nstartup_wait_ms = 60000\n\n\
-             [acl.postgres]\nurl = \"{url}\"\nreload_interval_ms = 3600000\n\n\
+             [acl]\ntrunks_file = \"trunks.toml\"\n{source}\n\
              [log]\nlevel = \"warn\"\n"
         ),
     )
@@ -157,18 +167,40 @@ fn write_config(url: &str, udp: SocketAddr) -> PathBuf {
 
 // === latency ===
 
+/// 127.0.0.99, the address the latency cases add and remove.
+const LATENCY_REQUEST: AclRequest = AclRequest {
+    source: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 99)), 5060),
+    local: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    transport: Proto::Udp,
+};
+
+/// Milliseconds from `written` until the edge's snapshot allows `request` (or refuses it),
+/// polled every 100 µs from a thread of its own.
+async fn enforced(acl: &Arc<Acl>, request: AclRequest, want: bool, written: Instant) -> f64 {
+    let acl = acl.clone();
+    let waited = tokio::task::spawn_blocking(move || loop {
+        if acl.load().decide(&request).is_allow() == want {
+            return written.elapsed();
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "never enforced"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    })
+    .await
+    .expect("poller");
+    waited.as_secs_f64() * 1e3
+}
+
 async fn latency(changes: u64, table: u64) {
     let mut db = BenchDb::new().await;
     db.fill(table as u32).await;
-    let config = write_config(&db.url, "127.0.0.1:0".parse().unwrap());
+    let config = write_config(&postgres_source(&db.url), "127.0.0.1:0".parse().unwrap());
     let (config, trunks) = Config::load_all(&config).expect("config");
     let edge = warp_edge::edge::start(&config, trunks).await.expect("edge");
     let acl = edge.acl.clone();
-    let request = AclRequest {
-        source: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 99)), 5060),
-        local: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        transport: Proto::Udp,
-    };
+    let request = LATENCY_REQUEST;
     let mut samples = Vec::new();
     let mut present: Option<String> = None;
     for _ in 0..changes {
@@ -189,21 +221,7 @@ async fn latency(changes: u64, table: u64) {
             }
         }
         // The statement has returned: it is committed (autocommit).
-        let committed = Instant::now();
-        let acl = acl.clone();
-        let waited = tokio::task::spawn_blocking(move || loop {
-            if acl.load().decide(&request).is_allow() == want {
-                return committed.elapsed();
-            }
-            assert!(
-                committed.elapsed() < Duration::from_secs(10),
-                "never enforced"
-            );
-            std::thread::sleep(Duration::from_micros(100));
-        })
-        .await
-        .expect("poller");
-        samples.push(waited.as_secs_f64() * 1e3);
+        samples.push(enforced(&acl, request, want, Instant::now()).await);
     }
     println!("COMMIT -> enforced, table of {table} entries, {changes} changes:");
     print_stats("commit_to_enforced", "ms", samples);
@@ -298,6 +316,25 @@ async fn reload(entries: u64, runs: u64) {
         .await
         .expect("redis");
     let prefix = format!("bench{}:", std::process::id());
+    fill_redis(&mut conn, &prefix, entries).await;
+    let mut phases = Phases::default();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let rules = redis_source::load(&mut conn, &prefix, 1000)
+            .await
+            .expect("load");
+        assert_eq!(rules.entries.len() as u64, entries);
+        phases.apply(started, rules, &acl, &metrics);
+    }
+    phases.print(
+        &format!("Redis full reload of {entries} address rows, {runs} runs:"),
+        "redis load (SCAN + pipelined HMGET)",
+    );
+    clear_redis(&mut conn, &prefix).await;
+}
+
+/// `entries` platform-format address rows under `prefix`, shaped like [`BenchDb::fill`]'s.
+async fn fill_redis(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, entries: u64) {
     for chunk in (1..=entries).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for n in chunk {
@@ -324,21 +361,12 @@ async fn reload(entries: u64, runs: u64) {
                 ])
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.expect("HSET");
+        pipe.query_async::<()>(conn).await.expect("HSET");
     }
-    let mut phases = Phases::default();
-    for _ in 0..runs {
-        let started = Instant::now();
-        let rules = redis_source::load(&mut conn, &prefix, 1000)
-            .await
-            .expect("load");
-        assert_eq!(rules.entries.len() as u64, entries);
-        phases.apply(started, rules, &acl, &metrics);
-    }
-    phases.print(
-        &format!("Redis full reload of {entries} address rows, {runs} runs:"),
-        "redis load (SCAN + pipelined HMGET)",
-    );
+}
+
+/// Deletes every key under `prefix`.
+async fn clear_redis(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -347,13 +375,13 @@ async fn reload(entries: u64, runs: u64) {
             .arg(format!("{prefix}*"))
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .expect("SCAN");
         if !keys.is_empty() {
             redis::cmd("DEL")
                 .arg(keys)
-                .query_async::<()>(&mut conn)
+                .query_async::<()>(conn)
                 .await
                 .expect("DEL");
         }
@@ -362,6 +390,58 @@ async fn reload(entries: u64, runs: u64) {
             break;
         }
     }
+}
+
+/// Keyspace notifications to enforced: an edge on Redis alone (keyspace notifications on),
+/// a table of `table` rows, one row written and deleted alternately.
+async fn redis_latency(changes: u64, table: u64) {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let prefix = format!("benchlat{}:", std::process::id());
+    fill_redis(&mut conn, &prefix, table).await;
+    let source = format!(
+        "sources = [\"redis\"]\nstartup_wait_ms = 60000\n\n\
+         [acl.redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n\
+         keyspace_notifications = true\nreload_interval_ms = 3600000\n",
+        redis_url()
+    );
+    let config = write_config(&source, "127.0.0.1:0".parse().unwrap());
+    let (config, trunks) = Config::load_all(&config).expect("config");
+    let edge = warp_edge::edge::start(&config, trunks).await.expect("edge");
+    let key = format!("{prefix}address:entry:latency");
+    let mut samples = Vec::new();
+    for change in 0..changes {
+        let want = change % 2 == 0;
+        if want {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(&[
+                    ("grp", "1"),
+                    ("ip_addr", "127.0.0.99"),
+                    ("mask", "0"),
+                    ("port", "0"),
+                    ("proto", "any"),
+                    ("tag", "100001"),
+                ])
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("HSET");
+        } else {
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("DEL");
+        }
+        samples.push(enforced(&edge.acl, LATENCY_REQUEST, want, Instant::now()).await);
+    }
+    println!("Redis write -> enforced, keyspace notifications, table of {table} rows, {changes} changes:");
+    print_stats("write_to_enforced", "ms", samples);
+    drop(edge);
+    clear_redis(&mut conn, &prefix).await;
 }
 
 // === cpu ===
@@ -468,7 +548,7 @@ async fn cpu(requests: u64, rounds: u64, entries: u64, rate: u64) {
         .expect("a free port")
         .port();
     let edge_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let config = write_config(&db.url, edge_addr);
+    let config = write_config(&postgres_source(&db.url), edge_addr);
     let log = config.with_file_name("edge.log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_warp-edge"))
         .args(["run", "--config", &config.display().to_string()])
@@ -631,9 +711,10 @@ fn main() {
     runtime.block_on(async {
         match case.as_str() {
             "latency" => latency(arg(2, 100), arg(3, 10_000)).await,
+            "redis-latency" => redis_latency(arg(2, 100), arg(3, 10_000)).await,
             "reload" => reload(arg(2, 100_000), arg(3, 20)).await,
             "cpu" => cpu(arg(2, 100_000), arg(3, 3), arg(4, 100_000), arg(5, 0)).await,
-            _ => println!("usage: cargo bench --bench acl_sources -- latency|reload|cpu [args] (see the file's docs)"),
+            _ => println!("usage: cargo bench --bench acl_sources -- latency|redis-latency|reload|cpu [args] (see the file's docs)"),
         }
     });
 }
