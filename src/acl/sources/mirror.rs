@@ -5,6 +5,27 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use crate::acl::RuleSet;
+
+/// A store source's copy of its store: its rules, with each entry's and dedicated IP's key
+/// (row id, Redis key), kept in key order compared as text. A full load sorts into that
+/// order and a delta merges into it, so an edge that applied a thousand deltas holds exactly
+/// what a fresh edge loads, and ties between equally specific entries break the same way on
+/// every replica.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    pub(crate) rules: RuleSet,
+    pub(crate) entry_keys: Vec<Box<str>>,
+    pub(crate) dedicated_keys: Vec<Box<str>>,
+    pub(crate) bans: Bans,
+}
+
+impl Mirror {
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+}
+
 /// One shared `Arc<str>` per BAN: a customer's entries then point at one string, which
 /// keeps the snapshot build's BAN checks on one hot cache line (and a pointer compare)
 /// instead of 100k cold ones.

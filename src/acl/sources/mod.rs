@@ -23,6 +23,8 @@ pub mod postgres;
 pub mod redis;
 pub mod sync;
 
+pub use mirror::Mirror;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

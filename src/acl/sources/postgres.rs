@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, 
 use sqlx::{Acquire, Postgres, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::mirror::{by_id, merge, Bans};
+use super::mirror::{by_id, merge, Bans, Mirror};
 use super::{load_and_report, Backoff, Outcome, SourceEvent};
 use crate::acl::rules::{
     AclEntry, AuthType, Customer, CustomerStatus, DedicatedIp, Proto, RuleSet, TrunkGroup,
@@ -111,24 +111,6 @@ const DEDICATED_IPS: &str = "SELECT id::text, host(ip), customer_ban::text, \
      resource_name::text FROM accounts.customer_dedicated_ips WHERE enabled";
 
 const DEDICATED_IPS_NAMED: &str = " AND id = ANY($1::text[]::int8[])";
-
-/// The source's copy of the store: its rules, with each trunk IP's and dedicated IP's row id,
-/// kept in id order (compared as text). A full load sorts into that order and a delta merges
-/// into it, so an edge that applied a thousand deltas holds exactly what a fresh edge loads,
-/// and ties between equally specific entries break the same way on every replica.
-#[derive(Debug, Default)]
-pub struct Mirror {
-    rules: RuleSet,
-    entry_ids: Vec<Box<str>>,
-    dedicated_ids: Vec<Box<str>>,
-    bans: Bans,
-}
-
-impl Mirror {
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-}
 
 /// What a burst of notifications asks the source to re-read. Payloads are the migrations':
 /// `trunk_ips:<id>,<id>` or `customer_dedicated_ips:<id>` name rows (migration 2); the bare
@@ -356,8 +338,8 @@ where
         let entries = read(&mut tx, TRUNK_IPS, None, |r| entry(r, group, &mut bans)).await?;
         let dedicated = read(&mut tx, DEDICATED_IPS, None, dedicated_ip).await?;
         tx.commit().await?;
-        let (entry_ids, entries) = by_id(entries);
-        let (dedicated_ids, dedicated_ips) = by_id(dedicated);
+        let (entry_keys, entries) = by_id(entries);
+        let (dedicated_keys, dedicated_ips) = by_id(dedicated);
         *mirror = Some(Mirror {
             rules: RuleSet {
                 customers,
@@ -365,8 +347,8 @@ where
                 entries,
                 dedicated_ips,
             },
-            entry_ids,
-            dedicated_ids,
+            entry_keys,
+            dedicated_keys,
             bans,
         });
         return Ok(());
@@ -441,18 +423,18 @@ where
     }
     match all {
         Some((entries, dedicated)) => {
-            (current.entry_ids, current.rules.entries) = by_id(entries);
-            (current.dedicated_ids, current.rules.dedicated_ips) = by_id(dedicated);
+            (current.entry_keys, current.rules.entries) = by_id(entries);
+            (current.dedicated_keys, current.rules.dedicated_ips) = by_id(dedicated);
         }
         None => {
             merge(
-                &mut current.entry_ids,
+                &mut current.entry_keys,
                 &mut current.rules.entries,
                 &change.trunk_ips,
                 by_id(named_entries),
             );
             merge(
-                &mut current.dedicated_ids,
+                &mut current.dedicated_keys,
                 &mut current.rules.dedicated_ips,
                 &change.dedicated_ips,
                 by_id(named_dedicated),

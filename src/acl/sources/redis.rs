@@ -31,7 +31,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::mirror::{by_id, merge, Bans};
+use super::mirror::{by_id, merge, Bans, Mirror};
 use super::{load_and_report, Backoff, Outcome, SourceEvent, LOAD_TIMEOUT};
 use crate::acl::rules::{AclEntry, Proto, RuleSet};
 use crate::config::{redact_url, RedisConfig, SourceKind};
@@ -164,21 +164,6 @@ async fn fetch_rows(
 /// Above this many keys named by one burst of keyspace notifications, a full load is cheaper.
 pub const MAX_DELTA_KEYS: usize = 1000;
 
-/// The source's copy of the address rows, in key order (a full load sorts into it and a
-/// delta merges into it, so every replica orders ties alike).
-#[derive(Debug, Default)]
-pub struct Mirror {
-    rules: RuleSet,
-    keys: Vec<Box<str>>,
-    bans: Bans,
-}
-
-impl Mirror {
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-}
-
 /// What a burst of messages asks the source to re-read: a keyspace notification names one
 /// key; a message on the writer's channel (or too many keys) asks for everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -269,7 +254,7 @@ pub async fn refresh(
         let fetched = fetch_rows(conn.clone(), change.keys.iter().cloned().collect()).await?;
         let fresh = by_id(parse_rows(fetched, &mut current.bans)?);
         merge(
-            &mut current.keys,
+            &mut current.entry_keys,
             &mut current.rules.entries,
             &change.keys,
             fresh,
@@ -315,7 +300,8 @@ pub async fn refresh(
             entries,
             ..RuleSet::default()
         },
-        keys,
+        entry_keys: keys,
+        dedicated_keys: Vec::new(),
         bans,
     });
     Ok(())
