@@ -163,7 +163,9 @@ pub async fn watch_file(
     metrics: Arc<Metrics>,
 ) {
     let mut current = loaded;
-    let mut _replaced: Option<Arc<Snapshot>> = None;
+    // The snapshot the last reload replaced: freed on the blocking thread of the next one,
+    // not by whichever request drops it last, nor on a reactor thread (see `Acl::store`).
+    let mut replaced: Option<Arc<Snapshot>> = None;
     let mut watch = FileWatch::new(file.clone(), interval);
     loop {
         if !watch.changed().await {
@@ -174,13 +176,15 @@ pub async fn watch_file(
         // Parsing a large file takes milliseconds: keep it off the reactor threads.
         let (file2, acl2, metrics2, current2) =
             (file.clone(), acl.clone(), metrics.clone(), current.clone());
+        let retired = replaced.take();
         let reloaded = tokio::task::spawn_blocking(move || {
+            drop(retired);
             reload_file(&file2, group, &current2, &acl2, &metrics2)
         })
         .await;
-        if let Ok(Ok(Some((rules, replaced)))) = reloaded {
+        if let Ok(Ok(Some((rules, previous)))) = reloaded {
             current = rules;
-            _replaced = Some(replaced);
+            replaced = Some(previous);
         }
     }
 }
