@@ -161,6 +161,24 @@ async fn fetch_rows(
         .collect())
 }
 
+/// One `SCAN cursor MATCH pattern COUNT count` step: the next cursor (0 when done) and the
+/// keys found (possibly none, possibly some seen before).
+pub(crate) async fn scan_page(
+    conn: &mut MultiplexedConnection,
+    cursor: u64,
+    pattern: &str,
+    count: u32,
+) -> Result<(u64, Vec<String>), redis::RedisError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+}
+
 /// Above this many keys named by one burst of keyspace notifications, a full load is cheaper.
 pub const MAX_DELTA_KEYS: usize = 1000;
 
@@ -266,14 +284,7 @@ pub async fn refresh(
     let mut in_flight = FuturesUnordered::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(batch)
-            .query_async(conn)
-            .await?;
+        let (next, found) = scan_page(conn, cursor, &pattern, batch).await?;
         if !found.is_empty() {
             in_flight.push(fetch_rows(conn.clone(), found));
         }

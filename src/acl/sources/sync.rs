@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use sqlx::{Connection, Row};
 
 use super::postgres::{connect_options, PostgresError};
-use super::redis::{glob_escape, ADDRESS_KEY, VERSION_KEY};
+use super::redis::{glob_escape, scan_page, ADDRESS_KEY, VERSION_KEY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -91,14 +91,7 @@ pub async fn sync(
     let mut existing = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
+        let (next, found) = scan_page(&mut conn, cursor, &pattern, 1000).await?;
         existing.extend(found);
         cursor = next;
         if cursor == 0 {
